@@ -1,0 +1,162 @@
+"""Using a trained run: load its best checkpoint, turn uploaded files into tensors, predict.
+
+The Classify page, ``python -m core predict`` and the benchmarks all go through these
+functions, so a label shown in the browser is the label the command line prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.errors import StudioError
+
+
+@dataclass
+class LoadedModel:
+    """A run's network, ready for inference on the CPU (or the device it was moved to)."""
+
+    run_id: str
+    model: nn.Module
+    model_name: str
+    class_names: list[str]
+    task: str
+    mean: list[float]
+    std: list[float]
+    image_size: int
+    channels: int
+    temperature: float
+    gradcam_layer: str | None
+    device: torch.device
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_run_model(run, which: str = "best", device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild a run's model from its checkpoint.
+
+    Args:
+        run: a :class:`core.runs.Run`.
+        which: ``best`` or ``last``.
+        device: where to put the model.
+
+    Returns:
+        The model in eval mode with everything needed to preprocess and label.
+    """
+    from core.models import create_model, model_info
+
+    path = run.best_checkpoint if which == "best" else run.last_checkpoint
+    if not path.exists():
+        status = run.meta().get("status", "unknown")
+        raise StudioError(f"run {run.id} has no {which} checkpoint (it is {status}); pick a finished neural-network run.")
+    ckpt = run.load_checkpoint(which)
+    args = ckpt["model_args"]
+    model = create_model(ckpt["model_name"], args["in_channels"], args["num_classes"], args["image_size"])
+    model.load_state_dict(ckpt["state_dict"])
+    device = torch.device(device)
+    model.to(device).eval()
+    info = model_info(ckpt["model_name"], args["in_channels"], args["num_classes"], args["image_size"])
+    return LoadedModel(run.id, model, ckpt["model_name"], list(ckpt["class_names"]), ckpt["task"],
+                       list(ckpt["mean"]), list(ckpt["std"]), int(args["image_size"]), int(args["in_channels"]),
+                       float(ckpt.get("temperature", 1.0)), info.gradcam_layer, device)
+
+
+def preprocess(lm: LoadedModel, images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalised float on the model's device."""
+    c = lm.channels
+    mean = torch.tensor(lm.mean[:c], dtype=torch.float32).view(1, c, 1, 1)
+    std = torch.tensor(lm.std[:c], dtype=torch.float32).view(1, c, 1, 1)
+    return ((images_u8.float() / 255.0 - mean) / std).to(lm.device)
+
+
+def load_image_tensor(lm: LoadedModel, data: bytes | str | Path, name: str | None = None) -> torch.Tensor:
+    """Decode one file (bytes or path) to the model's size and channels: uint8 (C, H, W)."""
+    from core.data import decode_image, image_to_tensor
+
+    img = decode_image(data, name=name)
+    return image_to_tensor(img, lm.image_size, lm.channels)
+
+
+@torch.inference_mode()
+def predict_tensor(lm: LoadedModel, images_u8: torch.Tensor, tta: bool = False,
+                   calibrated: bool = False) -> dict[str, np.ndarray]:
+    """Class probabilities for a batch of uint8 images.
+
+    Args:
+        lm: the loaded model.
+        images_u8: uint8 (N, C, H, W) at the model's size.
+        tta: average over the image and its horizontal flip.
+        calibrated: divide logits by the run's fitted temperature.
+
+    Returns:
+        ``probs`` (N, K), ``logits`` (N, K), ``pred`` (N,) class index, ``entropy`` (N,).
+    """
+    from core.uncertainty import predictive_entropy
+
+    x = preprocess(lm, images_u8)
+    logits = lm.model(x).float()
+    if tta:
+        logits = 0.5 * (logits + lm.model(torch.flip(x, dims=[3])).float())
+    t = lm.temperature if calibrated else 1.0
+    logits = (logits / t).cpu()
+    probs = torch.sigmoid(logits) if lm.task == "multi-label" else torch.softmax(logits, dim=1)
+    probs_np = probs.numpy()
+    return {"probs": probs_np, "logits": logits.numpy(), "pred": probs_np.argmax(axis=1),
+            "entropy": predictive_entropy(probs_np, lm.task)}
+
+
+def describe_prediction(lm: LoadedModel, probs: np.ndarray) -> dict[str, Any]:
+    """The label, its probability and a plain-words confidence for one image's probabilities."""
+    from core.uncertainty import confidence_level, describe_confidence, normalized_entropy
+
+    probs = np.asarray(probs, dtype=np.float64).reshape(1, -1)
+    k = int(probs.argmax())
+    ent = float(normalized_entropy(probs, lm.task)[0])
+    level = confidence_level(float(probs[0, k]), ent)
+    return {"label": lm.class_names[k], "index": k, "probability": float(probs[0, k]), "level": level,
+            "entropy_norm": ent,
+            "sentence": describe_confidence(probs[0], lm.class_names, lm.task)}
+
+
+def iter_image_files(paths: Iterable[str | Path]) -> Iterable[tuple[str, bytes | None, str | None]]:
+    """Yield ``(display name, bytes or None, error or None)`` for files, folders and zips.
+
+    Folders are walked (sorted); zips are read entry by entry with the safety checks of the
+    importer (no extraction). Files that cannot be read are yielded with the reason.
+    """
+    import zipfile
+
+    from core.data.safe_zip import check_zip, is_ignored
+
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for f in sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")):
+                yield from _read_file(f, str(f))
+        elif p.suffix.lower() == ".zip" and p.is_file():
+            try:
+                with zipfile.ZipFile(p) as zf:
+                    for info in check_zip(zf, label=p.name):
+                        if info.is_dir() or is_ignored(info.filename):
+                            continue
+                        yield f"{p.name}:{info.filename}", zf.read(info), None
+            except (zipfile.BadZipFile, StudioError, OSError) as exc:
+                yield str(p), None, f"unreadable zip: {exc}"
+        elif p.is_file():
+            yield from _read_file(p, str(p))
+        else:
+            yield str(p), None, "no such file or folder"
+
+
+def _read_file(path: Path, name: str):
+    try:
+        yield name, path.read_bytes(), None
+    except OSError as exc:
+        yield name, None, f"cannot read: {exc.strerror or exc}"

@@ -1,0 +1,147 @@
+"""Training settings as one frozen dataclass, saved into the run directory.
+
+Every value a person can change on the Train page or with ``python -m core train`` is a
+field here; :func:`validate` refuses out-of-range values before any job starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "rmsprop")
+SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle", "plateau")
+LOSSES = ("auto", "ce", "bce", "margin")
+MONITORS = ("val_loss", "val_auc", "val_acc")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+IMAGE_SIZES = (28, 64, 128, 224)
+
+# Caps that keep a mistyped value from starting a week-long job; the demo mode lowers them.
+MAX_EPOCHS = 500
+MAX_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run.
+
+    The recipe fills these; a person may override any of them. Values are plain so that
+    ``dataclasses.asdict`` is what goes into ``params.json``.
+    """
+
+    dataset: str
+    model: str
+    image_size: int = 28
+    recipe: str = "default"
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD and RMSprop only
+    weight_decay: float = 0.0  # decoupled for AdamW, L2 in the update for the others
+    schedule: str = "none"
+    # step: decay by `gamma` every `step_size` epochs; multistep: at these fractions of training
+    step_size: int = 10
+    gamma: float = 0.1
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    loss: str = "auto"  # auto: cross-entropy, or BCE-with-logits for multi-label
+    label_smoothing: float = 0.0
+    class_weights: bool = False
+    weighted_sampler: bool = False
+    augment: str = "none"
+    l1: float = 0.0  # penalties on the dense (Linear) layers' weights, as seed 001 does
+    l2: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
+    monitor: str = "val_loss"  # which validation metric picks the best checkpoint
+    early_stopping: int = 0  # patience in epochs; 0 turns it off
+    dwell: bool = False  # seed 001: restore the previous weights when val loss does not improve
+    plateau_patience: int = 1
+    plateau_factor: float = 0.5
+    tta: bool = False  # average predictions over horizontal flips at evaluation
+    seed: int = 0
+    device: str = "auto"
+    pretrained: bool = False
+    max_minutes: float = 0.0  # wall-clock budget; 0 means no budget
+    log_every: int = 20  # steps between step-level lines in metrics.jsonl
+    data_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # recipe notes, not used by the trainer
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from ``to_dict`` output, ignoring keys this version does not know."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "milestones" in kw:
+            kw["milestones"] = tuple(kw["milestones"])
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed; ``None`` values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} '{value}' is not offered; choose one of: {', '.join(allowed)}.")
+
+
+def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS) -> TrainConfig:
+    """Refuse settings that cannot train, with a sentence that says what to change.
+
+    Args:
+        cfg: the settings.
+        max_epochs: the cap on epochs (lower in the hosted demo).
+
+    Returns:
+        ``cfg`` unchanged when it is valid.
+
+    Raises:
+        ConfigError: the first problem found.
+    """
+    if cfg.image_size not in IMAGE_SIZES:
+        raise ConfigError(
+            f"image size {cfg.image_size} is not offered; choose one of {', '.join(map(str, IMAGE_SIZES))}."
+        )
+    if not isinstance(cfg.epochs, int) or cfg.epochs < 1:
+        raise ConfigError(f"epochs must be at least 1 (got {cfg.epochs}).")
+    if cfg.epochs > max_epochs:
+        raise ConfigError(f"epochs must be at most {max_epochs} (got {cfg.epochs}); train in several runs or lower it.")
+    if not isinstance(cfg.batch_size, int) or not 1 <= cfg.batch_size <= MAX_BATCH:
+        raise ConfigError(f"batch size must be between 1 and {MAX_BATCH} (got {cfg.batch_size}).")
+    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and 0 < cfg.lr <= 10):
+        raise ConfigError(f"learning rate must be a number above 0 and at most 10 (got {cfg.lr}); 0.001 is a safe start.")
+    for name in ("weight_decay", "l1", "l2", "grad_clip", "label_smoothing", "max_minutes"):
+        v = getattr(cfg, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ConfigError(f"{name.replace('_', ' ')} must be zero or a positive number (got {v}).")
+    if cfg.label_smoothing >= 1:
+        raise ConfigError(f"label smoothing must be below 1 (got {cfg.label_smoothing}); 0.05 is typical.")
+    if not 0 <= cfg.momentum < 1:
+        raise ConfigError(f"momentum must be in [0, 1) (got {cfg.momentum}).")
+    if cfg.early_stopping < 0:
+        raise ConfigError(f"early-stopping patience must be 0 (off) or more epochs (got {cfg.early_stopping}).")
+    if cfg.step_size < 1 or not 0 < cfg.gamma <= 1:
+        raise ConfigError("step schedule needs a step size of at least 1 epoch and a decay factor in (0, 1].")
+    if any(not 0 < m < 1 for m in cfg.milestones):
+        raise ConfigError("multistep milestones are fractions of training between 0 and 1, such as 0.5 and 0.75.")
+    if cfg.log_every < 1:
+        raise ConfigError("log_every must be at least 1 step.")
+    _choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    _choice("schedule", cfg.schedule, SCHEDULES)
+    _choice("loss", cfg.loss, LOSSES)
+    _choice("monitor", cfg.monitor, MONITORS)
+    _choice("device", cfg.device, DEVICES)
+    from core.data import AUGMENT_PRESETS  # late: the data layer imports torch
+
+    _choice("augmentation preset", cfg.augment, tuple(AUGMENT_PRESETS))
+    return cfg

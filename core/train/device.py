@@ -1,0 +1,64 @@
+"""Which device trains: CUDA, then Apple MPS, then the CPU, unless the person says otherwise."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from core.errors import ConfigError
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """Resolve a device preference to a ``torch.device``.
+
+    Args:
+        preference: ``auto``, ``cpu``, ``cuda`` or ``mps``. ``auto`` honours the
+            ``STUDIO_DEVICE`` environment variable, then picks CUDA, MPS, CPU in that order.
+
+    Returns:
+        The device.
+
+    Raises:
+        ConfigError: an explicit device that is not available here.
+    """
+    if preference == "auto":
+        preference = os.environ.get("STUDIO_DEVICE", "auto") or "auto"
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; choose 'auto' or 'cpu'.")
+    if preference == "mps" and not _mps_available():
+        raise ConfigError("device 'mps' was asked for but Apple MPS is not available; choose 'auto' or 'cpu'.")
+    if preference not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device '{preference}' is not known; choose auto, cpu, cuda or mps.")
+    return torch.device(preference)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def describe_device(device: torch.device | None = None) -> str:
+    """A short human description such as ``CPU (2 threads)`` or ``CUDA: NVIDIA H100``."""
+    device = device or pick_device("auto")
+    if device.type == "cuda":
+        return f"CUDA GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mixed precision on this device, or None where it does not apply.
+
+    bf16 needs no loss scaling; fp16 (older GPUs) does, which GradScaler handles.
+    """
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

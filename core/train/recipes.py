@@ -1,0 +1,131 @@
+"""Training recipes: each seed paper's recipe as ``seed-models.md`` states it, the MedMNIST
+benchmark's recipe, and a fast default that a person can trust on a CPU.
+
+A recipe is a set of :class:`TrainConfig` values; :func:`make_config` applies one and then the
+person's overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ConfigError
+from core.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    source: str
+    description: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def _add(recipe: Recipe) -> None:
+    RECIPES[recipe.name] = recipe
+
+
+# The fast default: a short one-cycle AdamW run with light, label-preserving augmentation.
+# Picked on validation AUC of bloodmnist and breastmnist (see BENCHMARKS.md), never on test.
+_add(Recipe(
+    "default", "studio",
+    "Fast and dependable on a CPU: AdamW with a one-cycle schedule, flips and small shifts, "
+    "label smoothing, the epoch with the best validation AUC kept, test-time flips.",
+    dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_size=128, epochs=30, schedule="onecycle",
+         loss="auto", label_smoothing=0.05, augment="light", monitor="val_auc", tta=True),
+))
+_add(Recipe(
+    "medmnist", "MedMNIST v2 benchmark (Yang et al. 2023)",
+    "The benchmark's recipe: Adam 0.001, batch 128, 100 epochs, decay at 50 % and 75 %, "
+    "no augmentation, epoch picked by validation AUC.",
+    dict(optimizer="adam", lr=1e-3, batch_size=128, epochs=100, schedule="multistep", milestones=(0.5, 0.75),
+         gamma=0.1, loss="auto", augment="none", monitor="val_auc"),
+))
+_add(Recipe(
+    "medvcnn", "MedvCNN, seed 000",
+    "Paper recipe: SGD lr 0.001 with momentum 0.9, batch 128, 50 epochs, cross-entropy.",
+    dict(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=128, epochs=50, schedule="none", loss="auto",
+         augment="none", monitor="val_loss"),
+))
+_add(Recipe(
+    "medvlstm", "MedvLSTM, seed 000",
+    "Paper recipe (shared with MedvCNN): SGD lr 0.001 with momentum 0.9, batch 128, 50 epochs.",
+    dict(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=128, epochs=50, schedule="none", loss="auto",
+         augment="none", monitor="val_loss"),
+))
+_add(Recipe(
+    "arn_cnn", "ARN-CNN, seed 001",
+    "Paper recipe: Adamax lr 0.001, batch 40, halve the rate when val loss stalls, early stopping "
+    "after 3 epochs, small L1/L2 on dense layers, and 'dwell' (undo epochs that did not help).",
+    dict(optimizer="adamax", lr=1e-3, batch_size=40, epochs=100, schedule="plateau", plateau_factor=0.5,
+         plateau_patience=1, early_stopping=3, l1=1e-6, l2=1e-5, dwell=True, loss="auto",
+         augment="none", monitor="val_loss"),
+))
+_add(Recipe(
+    "snet", "S-Net, seed 002",
+    "Paper recipe: Adam, 30 epochs, L2 0.001, rotation/zoom/flip/shift/shear augmentation, "
+    "the epoch with the lowest validation loss.",
+    dict(optimizer="adam", lr=1e-3, batch_size=32, epochs=30, schedule="none", weight_decay=1e-3,
+         loss="auto", augment="snet", monitor="val_loss"),
+))
+_add(Recipe(
+    "quadsnet", "QuadSNet, seed 003",
+    "Paper recipe: Adam lr 0.0001, batch 32, margin loss with class weights for imbalance.",
+    dict(optimizer="adam", lr=1e-4, batch_size=32, epochs=50, schedule="none", loss="margin",
+         class_weights=True, augment="none", monitor="val_loss"),
+))
+_add(Recipe(
+    "bloodcnn", "Blood-cell CNN, seed 004",
+    "Our reading (the paper gives no recipe): Adam lr 0.001, batch 32, 30 epochs, cross-entropy.",
+    dict(optimizer="adam", lr=1e-3, batch_size=32, epochs=30, schedule="none", loss="auto",
+         augment="none", monitor="val_loss"),
+))
+_add(Recipe(
+    "cnn_lstm", "CNN-LSTM, seed 004",
+    "Our reading (the paper gives no recipe): Adam lr 0.001, batch 32, 30 epochs, cross-entropy.",
+    dict(optimizer="adam", lr=1e-3, batch_size=32, epochs=30, schedule="none", loss="auto",
+         augment="none", monitor="val_loss"),
+))
+
+
+def list_recipes() -> list[str]:
+    """Names of all recipes."""
+    return list(RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    """A recipe by name; ``paper`` is resolved by :func:`make_config` against the model."""
+    if name not in RECIPES:
+        raise ConfigError(f"recipe '{name}' is not known; choose one of: {', '.join(list_recipes() + ['paper'])}.")
+    return RECIPES[name]
+
+
+def paper_recipe_for(model: str) -> str | None:
+    """The seed recipe of a model (``arn_cnn_no_attention`` -> ``arn_cnn``), or None."""
+    for key in ("medvcnn", "medvlstm", "arn_cnn", "snet", "quadsnet", "bloodcnn", "cnn_lstm"):
+        if model == key or model.startswith(key + "_"):
+            return key
+    return None
+
+
+def make_config(dataset: str, model: str, recipe: str = "default", **overrides: Any) -> TrainConfig:
+    """Settings for a run: the recipe's values, then the overrides that are not None.
+
+    Args:
+        dataset: a MedMNIST name or a path to an image folder or zip.
+        model: a registered model name.
+        recipe: a recipe name, or ``paper`` for the model's own paper recipe.
+        overrides: any :class:`TrainConfig` field.
+
+    Returns:
+        The (not yet validated) settings.
+    """
+    if recipe == "paper":
+        recipe = paper_recipe_for(model) or "default"
+    values = dict(get_recipe(recipe).values)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(dataset=dataset, model=model, recipe=recipe, **values)

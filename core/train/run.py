@@ -1,0 +1,262 @@
+"""The one entry point that trains a run: the worker process and ``python -m core train``
+both call :func:`run_training`, so the browser and the command line cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from core.train.callbacks import (BestCheckpoint, Dwell, EarlyStopping, Reporter, StopOnRequest,
+                                  TimeBudget)
+from core.train.config import TrainConfig
+from core.train.device import pick_device
+from core.train.trainer import Trainer, make_batches, predict_logits, scores_from_logits
+
+CHECKPOINT_FORMAT = "studio-checkpoint-v1"
+META_EVERY_SECONDS = 1.0  # progress in meta.json is refreshed at most this often
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so a CPU run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_params(cfg: TrainConfig) -> dict[str, Any]:
+    """What goes into ``params.json``: the settings and the versions that produced the run."""
+    import platform
+
+    import torchvision
+
+    import core
+
+    return {
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "image_size": cfg.image_size,
+        "recipe": cfg.recipe,
+        "seed": cfg.seed,
+        "config": cfg.to_dict(),
+        "versions": {"studio": core.__version__, "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "python": platform.python_version()},
+    }
+
+
+def run_training(run, store, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) ``run`` and write its checkpoints, metrics, evaluation and predictions.
+
+    Args:
+        run: a :class:`core.runs.Run` whose ``params.json`` holds ``config``.
+        store: the :class:`core.runs.RunStore` that owns it.
+        progress: optional callback with each step/epoch record (the CLI's progress bar).
+
+    Returns:
+        The final ``meta.json`` fields written.
+    """
+    from core.data import class_weights as compute_class_weights
+    from core.data import load_dataset
+    from core.models import create_model, list_classical, model_info
+
+    cfg = TrainConfig.from_dict(run.params()["config"])
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    meta = run.meta()
+    store.update_meta(run.id, status="running", pid=os.getpid(), device=str(device),
+                      started=meta.get("started") or now_iso(), error=None)
+
+    data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.seed)
+    if cfg.model in list_classical():
+        from core.train.classical_run import run_classical
+
+        return run_classical(run, store, cfg, data)
+
+    info = model_info(cfg.model, data.channels, data.num_classes, cfg.image_size)
+    mean, std = info.normalization(cfg.pretrained)
+    model = create_model(cfg.model, data.channels, data.num_classes, cfg.image_size, pretrained=cfg.pretrained)
+    train = make_batches(data.images["train"], data.labels["train"], mean, std)
+    val = make_batches(data.images["val"], data.labels["val"], mean, std)
+    weights = compute_class_weights(data.labels["train"], data.num_classes) if cfg.class_weights else None
+
+    base = {
+        "format": CHECKPOINT_FORMAT,
+        "model_name": cfg.model,
+        "model_args": {"in_channels": data.channels, "num_classes": data.num_classes,
+                       "image_size": cfg.image_size},
+        "class_names": list(data.class_names),
+        "task": data.task,
+        "mean": [float(m) for m in list(mean)[:data.channels]],
+        "std": [float(s) for s in list(std)[:data.channels]],
+        "config": cfg.to_dict(),
+    }
+    store.update_meta(run.id, params_count=info.params, task=data.task, class_names=list(data.class_names),
+                      n_train=len(train), n_val=len(val), n_test=int(data.images["test"].shape[0]))
+
+    tracker = _ProgressTracker(run, store, cfg, progress)
+    callbacks = [
+        BestCheckpoint(cfg.monitor, save=lambda which: trainer.save(which)),
+        StopOnRequest(run.cancel_requested),
+        Reporter(on_step=tracker.step, on_epoch=tracker.epoch),
+    ]
+    if cfg.early_stopping:
+        callbacks.insert(1, EarlyStopping(cfg.monitor, cfg.early_stopping))
+    if cfg.dwell:
+        callbacks.append(Dwell())
+    if cfg.max_minutes:
+        callbacks.append(TimeBudget(cfg.max_minutes))
+    trainer = Trainer(model, cfg, data.task, device, train, val, callbacks, weights,
+                      save_checkpoint=lambda which, state: run.save_checkpoint(which, {**state, **base}))
+    tracker.trainer = trainer
+    if run.last_checkpoint.exists():
+        trainer.load_state(run.load_checkpoint("last"))
+        store.update_meta(run.id, resumed_from_epoch=trainer.epoch)
+
+    result = trainer.fit()
+    final = {"epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
+             "train_seconds": round(result.train_seconds, 3), "stop_reason": result.stop_reason}
+    if result.status == "cancelled":
+        final.update(status="cancelled", finished=now_iso())
+        store.update_meta(run.id, **final)
+        return final
+
+    final.update(final_evaluation(run, trainer.model, data, cfg, device))
+    final.update(status="completed", finished=now_iso(), progress=1.0, eta_seconds=0)
+    store.update_meta(run.id, **final)
+    return final
+
+
+def final_evaluation(run, model, data, cfg: TrainConfig, device) -> dict[str, Any]:
+    """Best weights -> val/test predictions, temperature, metrics and latency, all written to the run.
+
+    Args:
+        run: the run (its ``best`` checkpoint, when present, is loaded into ``model``).
+        model: the network, on ``device``.
+        data: the run's dataset.
+        cfg: the run's settings (``tta`` is honoured).
+        device: where to predict.
+
+    Returns:
+        Fields for ``meta.json``: temperature, latency_ms, test_acc, test_auc.
+    """
+    from core.calibration import fit_temperature
+    from core.evaluate import evaluate_predictions, measure_latency
+
+    best = run.load_checkpoint("best") if run.best_checkpoint.exists() else None
+    if best is not None:
+        model.load_state_dict(best["state_dict"])
+    mean, std = _normalization(best, cfg, data)
+    channels_last = device.type == "cuda"
+    splits = {}
+    for split in ("val", "test"):
+        batches = make_batches(data.images[split], data.labels[split], mean, std)
+        logits = predict_logits(model, batches, device, tta=cfg.tta, channels_last=channels_last)
+        splits[split] = (logits, data.labels[split])
+    temperature = float(fit_temperature(splits["val"][0].numpy(), splits["val"][1].numpy(), data.task))
+    evals, arrays = {}, {}
+    for split, (logits, labels) in splits.items():
+        scores = scores_from_logits(logits, data.task).numpy()
+        evals[split] = evaluate_predictions(scores, labels.numpy(), data.task, list(data.class_names))
+        arrays[f"{split}_scores"] = scores.astype(np.float32)
+        arrays[f"{split}_logits"] = logits.numpy().astype(np.float32)
+        arrays[f"{split}_labels"] = labels.numpy()
+    run.write_predictions(**arrays)
+    run.write_eval(evals)
+    # The temperature travels with the best weights, so Classify can apply it when asked.
+    if best is not None:
+        best["temperature"] = temperature
+        run.save_checkpoint("best", best)
+    latency = measure_latency(model, (1, data.channels, cfg.image_size, cfg.image_size), device=str(device))
+    return {"temperature": temperature, "latency_ms": latency["median_ms"],
+            "test_acc": evals["test"]["acc"], "test_auc": evals["test"]["auc"]}
+
+
+def _normalization(ckpt: dict | None, cfg: TrainConfig, data):
+    if ckpt is not None:
+        return ckpt["mean"], ckpt["std"]
+    from core.models import model_info
+
+    return model_info(cfg.model, data.channels, data.num_classes, cfg.image_size).normalization(cfg.pretrained)
+
+
+def reevaluate_run(run, store, data_dir: str | None = None) -> dict[str, Any]:
+    """Recompute a finished run's evaluation from its best checkpoint (or, for a classical
+    baseline, from its saved predictions), rewrite ``eval.json`` and return it.
+    """
+    from core.data import load_dataset
+    from core.errors import StudioError
+    from core.evaluate import evaluate_predictions
+    from core.models import create_model
+
+    cfg = TrainConfig.from_dict(run.params()["config"])
+    if not run.best_checkpoint.exists():
+        preds = run.predictions()
+        if preds is None:
+            raise StudioError(f"run {run.id} has no checkpoint and no predictions yet; let it finish or resume it.")
+        meta = run.meta()
+        evals = {s: evaluate_predictions(preds[f"{s}_scores"], preds[f"{s}_labels"], meta["task"],
+                                         meta.get("class_names")) for s in ("val", "test")}
+        run.write_eval(evals)
+        return evals
+    ckpt = run.load_checkpoint("best")
+    device = pick_device(cfg.device)
+    data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=data_dir or cfg.data_dir, seed=cfg.seed)
+    model = create_model(ckpt["model_name"], **ckpt["model_args"]).to(device)
+    fields = final_evaluation(run, model, data, cfg, device)
+    store.update_meta(run.id, **fields)
+    return run.eval()
+
+
+class _ProgressTracker:
+    """Writes step/epoch lines to metrics.jsonl and a throttled progress summary to meta.json."""
+
+    def __init__(self, run, store, cfg: TrainConfig, progress: Callable[[dict], None] | None):
+        self.run, self.store, self.cfg, self.progress = run, store, cfg, progress
+        self.trainer: Trainer | None = None
+        self.t0 = time.monotonic()
+        self.last_meta = 0.0
+        self.done_at_start: float | None = None
+
+    def _fraction(self, epoch: int, batch: int, steps: int) -> float:
+        return min(1.0, ((epoch - 1) + batch / max(1, steps)) / self.cfg.epochs)
+
+    def _meta(self, record: dict, fraction: float, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_meta < META_EVERY_SECONDS:
+            return
+        self.last_meta = now
+        if self.done_at_start is None:
+            self.done_at_start = fraction
+        done_here = fraction - self.done_at_start
+        eta = (now - self.t0) / done_here * (1 - fraction) if done_here > 1e-6 else None
+        fields = {"epoch": record["epoch"], "epochs": self.cfg.epochs, "progress": round(fraction, 4),
+                  "eta_seconds": round(eta, 1) if eta is not None else None, "lr": record.get("lr")}
+        for key in ("val_loss", "val_acc", "val_auc", "train_loss"):
+            if key in record:
+                fields[f"last_{key}"] = record[key]
+        self.store.update_meta(self.run.id, **fields)
+
+    def step(self, record: dict) -> None:
+        record = {**record, "time": round(time.time(), 3)}
+        self.run.append_metrics(record)
+        self._meta(record, self._fraction(record["epoch"], record["batch"], record["steps_per_epoch"]), False)
+        if self.progress:
+            self.progress(record)
+
+    def epoch(self, logs: dict) -> None:
+        record = {k: (None if isinstance(v, float) and v != v else v) for k, v in logs.items()}
+        record["time"] = round(time.time(), 3)
+        self.run.append_metrics(record)
+        self._meta(record, self._fraction(record["epoch"], 1, 1), True)
+        if self.progress:
+            self.progress(record)
