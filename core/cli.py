@@ -128,11 +128,19 @@ def cmd_train(args) -> int:
     return _train_foreground(run, store)
 
 
-def _train_foreground(run, store) -> int:
-    from core.runs.worker import execute
+def _train_foreground(run, store, requeue: bool = False) -> int:
+    import logging
 
+    from core.runs import worker
+    from core.train import run_training
+
+    # The worker logs progress lines for worker.log; in a terminal the bar says it better.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if requeue:  # right before the worker claims it, so a server's runner has no gap to take it
+        store.update_meta(run.id, status="queued", error=None)
     with _ProgressBar(run) as bar:
-        meta = execute(run, store, progress=bar.update)
+        worker.main([str(run.dir)], train=lambda r, s: run_training(r, s, progress=bar.update))
+    meta = run.meta()
     status = meta.get("status")
     if status != "completed":
         print(f"run {run.id} ended {status}: {meta.get('error') or meta.get('stop_reason') or ''}".rstrip(": "))
@@ -212,10 +220,9 @@ def cmd_resume(args) -> int:
         run.clear_cancel()
     if args.data_dir:
         print("note: --data-dir given on resume is ignored; the run keeps the data directory it started with.")
-    store.update_meta(run.id, status="queued", error=None)
     done = run.meta().get("epochs_done") or 0
     print(f"resuming run {run.id} after epoch {done}")
-    return _train_foreground(run, store)
+    return _train_foreground(run, store, requeue=True)
 
 
 def cmd_cancel(args) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import numpy as np
@@ -24,7 +23,9 @@ META_EVERY_SECONDS = 1.0  # progress in meta.json is refreshed at most this ofte
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    from core.runs.store import utc_now
+
+    return utc_now()
 
 
 def seed_everything(seed: int) -> None:
@@ -176,7 +177,7 @@ def final_evaluation(run, model, data, cfg: TrainConfig, device) -> dict[str, An
     if best is not None:
         best["temperature"] = temperature
         run.save_checkpoint("best", best)
-    latency = measure_latency(model, (1, data.channels, cfg.image_size, cfg.image_size), device=str(device))
+    latency = measure_latency(model, (data.channels, cfg.image_size, cfg.image_size), device=str(device))
     return {"temperature": temperature, "latency_ms": latency["median_ms"],
             "test_acc": evals["test"]["acc"], "test_auc": evals["test"]["auc"]}
 
@@ -257,6 +258,7 @@ class _ProgressTracker:
         record = {k: (None if isinstance(v, float) and v != v else v) for k, v in logs.items()}
         record["time"] = round(time.time(), 3)
         self.run.append_metrics(record)
+        self.store.update_meta(self.run.id, epochs_done=record["epoch"])
         self._meta(record, self._fraction(record["epoch"], 1, 1), True)
         if self.progress:
             self.progress(record)

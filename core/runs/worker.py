@@ -1,0 +1,189 @@
+"""The worker process: ``python -m core.runs.worker RUN_DIR`` trains one run.
+
+The job runner starts it (so does ``python -m core train``). It marks the run
+``running`` with its pid, hands over to ``core.train.run_training(run, store)``, and
+writes the final status: ``completed``, ``cancelled`` (a cancel was requested),
+``failed`` (an exception; a one-line message in meta.json, the traceback in
+worker.log) or, on SIGTERM without a cancel request, ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import psutil
+
+from core.errors import StudioError
+from core.runs.jobs import LAUNCH_TOKEN_ENV, is_worker_alive
+from core.runs.store import Run, RunStore, interrupted_reason, utc_now
+
+logger = logging.getLogger("core.runs.worker")
+
+#: The exit status after SIGTERM, as a shell reports a process ended by it.
+EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_REFUSED = 3
+_MAX_MESSAGE = 300
+
+TrainFn = Callable[[Run, RunStore], Any]
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by the SIGTERM handler (BaseException: trainers catching
+    ``Exception`` do not swallow it)."""
+
+
+def main(argv: Sequence[str] | None = None, train: TrainFn | None = None) -> int:
+    """Run one training job in this process.
+
+    Args:
+        argv: ``[RUN_DIR]``; defaults to ``sys.argv[1:]``.
+        train: the training function; defaults to ``core.train.run_training`` (tests
+            pass a fake one).
+
+    Returns:
+        The exit status: 0 completed or cancelled, 1 failed, 2 bad usage or no such
+        run, 3 not this worker's to train (finished, or another worker has it),
+        143 terminated.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1:
+        print("usage: python -m core.runs.worker RUN_DIR", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_dir = Path(argv[0]).resolve()
+    try:
+        store = RunStore(run_dir.parent)
+        run = store.get(run_dir.name)
+        refusal: list[str] = []
+        claimed = store.update_meta_if(
+            run.id, lambda meta: _may_claim(run, meta, refusal), status="running", pid=os.getpid(),
+            pid_created=psutil.Process().create_time(), started=utc_now(), finished=None,
+            error=None, host=socket.gethostname(), launch_token=None,
+        )
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if claimed is None:
+        print(f"error: {refusal[0] if refusal else 'run ' + run.id + ' cannot be started now'}", file=sys.stderr)
+        return EXIT_REFUSED
+    logger.info("worker %d training run %s", os.getpid(), run.id)
+    if run.cancel_requested():
+        logger.info("run %s was cancelled before training began", run.id)
+        _finish(store, run, "cancelled")
+        return 0
+
+    previous = _install_sigterm_handler()
+    try:
+        return _train(store, run, train)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
+    try:
+        if train is None:
+            from core.train import run_training as train  # imported here: heavy, and written later
+        train(run, store)
+    except _Terminated:
+        _ignore_sigterm()
+        if run.cancel_requested():
+            _finish(store, run, "cancelled")
+        else:
+            _finish(store, run, "interrupted", interrupted_reason(
+                run, run.meta(), "its worker process was stopped (SIGTERM)"))
+        logger.warning("terminated; run %s marked %s", run.id, run.meta().get("status"))
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        _ignore_sigterm()
+        _finish(store, run, "interrupted", interrupted_reason(
+            run, run.meta(), "its worker process was interrupted from the keyboard"))
+        return 130
+    except Exception as exc:
+        _ignore_sigterm()
+        traceback.print_exc()  # the full story goes to worker.log
+        message = one_line_error(exc)
+        logger.error("run %s failed: %s", run.id, message)
+        _finish(store, run, "failed", message)
+        return 1
+    _ignore_sigterm()
+    # The trainer may have set a final status itself (cancelled when it saw the request).
+    if run.meta().get("status") == "running":
+        _finish(store, run, "cancelled" if run.cancel_requested() else "completed")
+    logger.info("run %s %s", run.id, run.meta().get("status"))
+    return 0
+
+
+def _may_claim(run: Run, meta: dict[str, Any], refusal: list[str]) -> bool:
+    """Whether this process may train ``run`` now (checked under the run's meta lock)."""
+    status = meta.get("status")
+    if status == "queued":
+        return True
+    if status != "running":
+        refusal.append(f"run '{run.id}' is {status}, not queued; resume it to train it again")
+        return False
+    token = meta.get("launch_token")
+    if token is not None and token == os.environ.get(LAUNCH_TOKEN_ENV):
+        return True  # the job runner claimed it for this very process
+    pid = meta.get("pid")
+    if isinstance(pid, int):
+        if pid != os.getpid() and is_worker_alive(pid, run, _number(meta.get("pid_created"))):
+            refusal.append(f"run '{run.id}' is already being trained by process {pid}; cancel it first")
+            return False
+        return True  # its worker is gone: take over
+    refusal.append(f"run '{run.id}' is being started by the job runner; watch it in the studio or cancel it first")
+    return False
+
+
+def one_line_error(exc: BaseException) -> str:
+    """A one-line message for meta.json: a StudioError's own sentence, else type and first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if isinstance(exc, StudioError) and first:
+        message = first
+    else:
+        message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        message += " (the traceback is in worker.log)"
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 3] + "..."
+    return message
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _finish(store: RunStore, run: Run, status: str, error: str | None = None) -> None:
+    fields: dict[str, Any] = {"status": status, "finished": utc_now()}
+    if error is not None:
+        fields["error"] = error
+    store.update_meta(run.id, **fields)
+
+
+def _install_sigterm_handler() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signals only reach the main thread; nothing to install
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _ignore_sigterm()  # once is enough: let the final status be written in peace
+    raise _Terminated()
+
+
+def _ignore_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
