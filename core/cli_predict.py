@@ -1,0 +1,274 @@
+"""``python -m core predict`` and ``python -m core export``.
+
+``predict`` labels every image file, folder and zip it is given and writes one CSV row per
+file; a file that cannot be read gets a row with the reason instead of stopping the batch.
+``export`` writes an ONNX or TorchScript file and a model card after checking the export
+against PyTorch (see :mod:`core.export`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from core.errors import StudioError
+
+# The parser is built for every command (``python -m core runs`` too), so it must not import
+# torch: these mirror core.explain.list_methods() and core.export.FORMATS (a test checks).
+EXPLAIN_METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "saliency", "occlusion")
+EXPORT_FORMATS = {
+    "onnx": "model.onnx, for onnxruntime (Python, C++, C#, Java, the browser)",
+    "torchscript": "model.pt, for torch.jit.load in Python or libtorch (C++)",
+}
+
+#: Images decoded, predicted and explained together; bounds memory for big folders.
+BATCH = 64
+
+#: Longest side of an explanation overlay; larger images are shrunk (aspect kept).
+MAX_OVERLAY_SIDE = 1024
+
+
+def add_predict_commands(sub, dirs) -> None:
+    """Add ``predict`` and ``export`` to the command line.
+
+    Args:
+        sub: the ``add_subparsers`` object of :func:`core.cli.build_parser`.
+        dirs: its helper that adds ``--runs-dir`` (and ``--data-dir``).
+    """
+    from core.cli import register
+
+    p = sub.add_parser("predict", help="label image files, folders or zips with a trained run")
+    p.add_argument("run_id", help="the run whose best model to use (python -m core runs)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or .zip files")
+    p.add_argument("--explain", choices=EXPLAIN_METHODS, metavar="METHOD",
+                   help=f"also save a heatmap overlay per image: {', '.join(EXPLAIN_METHODS)}")
+    p.add_argument("--out", metavar="DIR", help="output folder (default ./predictions-RUN_ID)")
+    p.add_argument("--tta", action="store_true", help="average over the image and its mirror image")
+    p.add_argument("--calibrated", action="store_true", help="use the run's temperature-scaled probabilities")
+    dirs(p, data=False)
+
+    e = sub.add_parser("export", help="export a run's model to ONNX or TorchScript with a model card")
+    e.add_argument("run_id", help="the run whose best model to export (python -m core runs)")
+    e.add_argument("--format", required=True, choices=tuple(EXPORT_FORMATS), dest="fmt",
+                   help="; ".join(f"{k}: {v}" for k, v in EXPORT_FORMATS.items()))
+    e.add_argument("--out", metavar="DIR", help="output folder (default ./export-RUN_ID)")
+    dirs(e)
+
+    register("predict", cmd_predict)
+    register("export", cmd_export)
+
+
+# --------------------------------------------------------------------------- predict
+def cmd_predict(args) -> int:
+    """Label files; write ``predictions.csv`` (and overlays); print a summary.
+
+    One CSV row per file, in input order (folders sorted, zip entries in archive order):
+    ``file``; ``label`` (the top class; for multi-label runs every label above 0.5, joined
+    by "; "); ``p_<class>`` per class (softmax, so a row sums to 1; independent sigmoids for
+    multi-label); ``entropy`` (nats); ``confidence`` (high / moderate / low, as the Classify
+    page); ``error`` (why the file could not be used; then the other cells are empty).
+    With ``--explain`` each good image gets ``<row>_<stem>_<method>.png``: the heatmap for the
+    predicted class over the original image, at its size (shrunk to 1024 px at most).
+    """
+    from tqdm import tqdm
+
+    from core.inference import load_run_model
+    from core.runs import RunStore
+
+    store = RunStore(getattr(args, "runs_dir", None))
+    run = store.get(args.run_id)
+    lm = load_run_model(run)
+    out = Path(args.out or f"predictions-{run.id}").expanduser()
+    _mkdir(out)
+    names = [str(c) for c in lm.class_names]
+    header = ["file", "label"] + [f"p_{c}" for c in names] + ["entropy", "confidence", "error"]
+
+    rows: list[list[Any]] = []
+    n_overlays = 0
+    total = _count_inputs(args.paths)
+    with tqdm(total=total, unit="image", file=sys.stderr, dynamic_ncols=True, desc="predict") as bar:
+        for chunk in _chunks(_read_inputs(args.paths), BATCH):
+            rows_chunk, written = _predict_chunk(lm, chunk, len(rows), out, args)
+            rows += rows_chunk
+            n_overlays += written
+            bar.update(len(chunk))
+    if not rows:
+        raise StudioError(f"no files found in {', '.join(args.paths)}; give image files, folders or .zip files.")
+
+    csv_path = out / "predictions.csv"
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([csv_cell(h) for h in header])
+    writer.writerows([[csv_cell(c) for c in row] for row in rows])
+    from core.export import write_text
+
+    write_text(csv_path, buf.getvalue())
+
+    failed = sum(1 for r in rows if r[-1])
+    print(f"{len(rows)} images, {failed} failed; predictions in {csv_path}")
+    if args.explain:
+        print(f"{n_overlays} {args.explain} overlays in {out}")
+    return 0
+
+
+def _predict_chunk(lm, chunk, start: int, out: Path, args) -> tuple[list[list[Any]], int]:
+    """Rows for one chunk of ``(name, bytes or None, error or None)``; overlays written."""
+    import torch
+
+    from core.data import decode_image, image_to_tensor
+    from core.inference import describe_prediction, predict_tensor
+
+    k = lm.num_classes
+    rows: list[list[Any]] = []
+    good: list[tuple[int, Any, torch.Tensor]] = []  # (row index, decoded image or None, uint8 tensor)
+    for name, data, error in chunk:
+        i = start + len(rows)
+        if error is None:
+            try:
+                img = decode_image(data, name=Path(name.split(":")[-1]).name)
+                tensor = image_to_tensor(img, lm.image_size, lm.channels)
+                good.append((i, img if args.explain else None, tensor))
+            except StudioError as exc:
+                error = str(exc)
+        rows.append([name, ""] + [""] * k + ["", "", error or ""])
+    if not good:
+        return rows, 0
+
+    batch = torch.stack([t for _, _, t in good])
+    result = predict_tensor(lm, batch, tta=args.tta, calibrated=args.calibrated)
+    written = 0
+    for j, (i, img, tensor) in enumerate(good):
+        probs = result["probs"][j]
+        described = describe_prediction(lm, probs)
+        rows[i - start][1] = _label(lm, probs)
+        rows[i - start][2:2 + k] = [f"{float(p):.8f}" for p in probs]
+        rows[i - start][2 + k] = f"{float(result['entropy'][j]):.6f}"
+        rows[i - start][3 + k] = described["level"]
+        if args.explain:
+            _write_overlay(lm, img, tensor, int(result["pred"][j]), i, rows[i - start][0], out, args.explain)
+            written += 1
+    return rows, written
+
+
+def _label(lm, probs) -> str:
+    """The predicted class; for multi-label tasks every label above 0.5, joined by '; '."""
+    if lm.task == "multi-label":
+        present = [c for c, p in zip(lm.class_names, probs) if p > 0.5]
+        return "; ".join(present) if present else "(none)"
+    return str(lm.class_names[int(probs.argmax())])
+
+
+def _write_overlay(lm, img, tensor, target: int, index: int, name: str, out: Path, method: str) -> Path:
+    from PIL import Image
+
+    from core.explain import explain, overlay
+    from core.inference import preprocess
+
+    heat = explain(lm, preprocess(lm, tensor.unsqueeze(0)), target=target, method=method)
+    if max(img.size) > MAX_OVERLAY_SIDE:
+        scale = MAX_OVERLAY_SIDE / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
+    path = out / f"{index + 1:04d}_{safe_stem(name)}_{method}.png"
+    overlay(img, heat).save(path)
+    return path
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula.
+
+    File names (and error messages that quote them) come from uploaded folders and zips; a
+    name such as ``=HYPERLINK(...).png`` would be a live formula in Excel or LibreOffice, so a
+    text cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading
+    apostrophe (OWASP's advice). Numbers written by the studio never start that way.
+
+    Args:
+        value: the cell's content.
+
+    Returns:
+        The text to write.
+    """
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def safe_stem(name: str, limit: int = 60) -> str:
+    """A file-name-safe stem of a display name (``folder/x ray.png`` -> ``x_ray``).
+
+    Args:
+        name: a path, or ``archive.zip:inner/path.png``.
+        limit: the longest stem kept.
+
+    Returns:
+        Letters, digits, ``-``, ``_`` and ``.`` only; ``image`` if nothing is left.
+    """
+    inner = name.split(":")[-1].replace("\\", "/").rsplit("/", 1)[-1]
+    stem = inner.rsplit(".", 1)[0] if "." in inner.strip(".") else inner
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:limit]
+    return stem or "image"
+
+
+def _read_inputs(paths: Iterable[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
+    from core.inference import iter_image_files
+
+    yield from iter_image_files(paths)
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _count_inputs(paths: Iterable[str]) -> int | None:
+    """About how many files :func:`core.inference.iter_image_files` will yield (for the bar)."""
+    import zipfile
+
+    from core.data.safe_zip import is_ignored
+
+    n = 0
+    try:
+        for p in map(Path, paths):
+            if p.is_dir():
+                n += sum(1 for x in p.rglob("*") if x.is_file() and not x.name.startswith("."))
+            elif p.suffix.lower() == ".zip" and p.is_file():
+                try:
+                    with zipfile.ZipFile(p) as zf:
+                        n += sum(1 for i in zf.infolist() if not i.is_dir() and not is_ignored(i.filename)) or 1
+                except (zipfile.BadZipFile, OSError):
+                    n += 1
+            else:
+                n += 1
+    except OSError:
+        return None
+    return n
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StudioError(f"cannot create the output folder {path} ({exc.strerror or exc}); pick another --out.") from exc
+
+
+# --------------------------------------------------------------------------- export
+def cmd_export(args) -> int:
+    """Export a run's best model and write its model card."""
+    from core.export import export_run
+    from core.runs import RunStore
+
+    store = RunStore(getattr(args, "runs_dir", None))
+    run = store.get(args.run_id)
+    out = Path(args.out or f"export-{run.id}").expanduser()
+    result = export_run(run, args.fmt, out, data_dir=getattr(args, "data_dir", None))
+    print(f"exported run {run.id} to {result['model']} (checked on {result['check_source']}: "
+          f"max |difference| {result['max_abs_diff']:.2e}); model card in {result['model_card']}")
+    return 0

@@ -1,0 +1,319 @@
+"""The twelve 2D MedMNIST datasets: find, download, import and validate their ``.npz`` files.
+
+``medmnist.INFO`` is the source of truth for task, label names, channels, split sizes, and
+the download URL and MD5 of each size (keys ``url``/``MD5`` for 28 px, ``url_64``/``MD5_64``
+and so on). Files live in :func:`core.paths.data_dir` under medmnist's own names
+(``bloodmnist.npz``, ``bloodmnist_64.npz``), so files the medmnist package downloaded are reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from core.atomic import atomic_write, write_bytes
+from core.data.dataset import MEDMNIST_TASKS, SPLITS, ImageDataset, ImportReport
+from core.errors import DataError
+from core.paths import data_dir as resolve_data_dir
+
+MEDMNIST_SIZES = (28, 64, 128, 224)
+
+_FLAGS_2D = (
+    "pathmnist",
+    "chestmnist",
+    "dermamnist",
+    "octmnist",
+    "pneumoniamnist",
+    "retinamnist",
+    "breastmnist",
+    "bloodmnist",
+    "tissuemnist",
+    "organamnist",
+    "organcmnist",
+    "organsmnist",
+)
+
+_NAME = re.compile(r"^(?P<flag>[a-z]+mnist(?:3d)?)(?:_(?P<size>\d+))?(?:\s*\(\d+\))?\.npz$")
+
+
+def list_medmnist() -> list[str]:
+    """The twelve 2D MedMNIST flags, in medmnist's order."""
+    return list(_FLAGS_2D)
+
+
+def _info(flag: str) -> dict:
+    # Imported here: the medmnist package pulls in scikit-learn and takes a second or two.
+    from medmnist import INFO
+
+    return INFO[flag]
+
+
+def _check(flag: str, size: int) -> tuple[str, int]:
+    key = str(flag).strip().lower()
+    if key not in _FLAGS_2D:
+        raise DataError(f"unknown MedMNIST dataset {flag!r}; choose one of {', '.join(_FLAGS_2D)}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or int(size) not in MEDMNIST_SIZES:
+        raise DataError(f"MedMNIST has no {size!r} px version; choose a size of {', '.join(map(str, MEDMNIST_SIZES))}")
+    return key, int(size)
+
+
+def _suffix(size: int) -> str:
+    return "" if size == 28 else f"_{size}"
+
+
+def medmnist_filename(flag: str, size: int = 28) -> str:
+    """medmnist's file name: ``bloodmnist.npz`` for 28 px, ``bloodmnist_64.npz`` otherwise."""
+    flag, size = _check(flag, size)
+    return f"{flag}{_suffix(size)}.npz"
+
+
+def medmnist_url(flag: str, size: int = 28) -> str:
+    """The official download URL of one file, from ``medmnist.INFO``."""
+    flag, size = _check(flag, size)
+    return _info(flag)[f"url{_suffix(size)}"]
+
+
+def medmnist_md5(flag: str, size: int = 28) -> str:
+    """The official MD5 of one file, from ``medmnist.INFO``."""
+    flag, size = _check(flag, size)
+    return _info(flag)[f"MD5{_suffix(size)}"]
+
+
+def load_medmnist(
+    flag: str,
+    size: int = 28,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> ImageDataset:
+    """Load a 2D MedMNIST dataset, downloading its file first if it is missing.
+
+    Args:
+        flag: one of :func:`list_medmnist`, e.g. "bloodmnist".
+        size: 28, 64, 128 or 224.
+        data_dir: the folder of ``.npz`` files (see :func:`core.paths.data_dir`).
+        download: try the medmnist package's download when the file is missing.
+
+    Returns:
+        The dataset with the official train/val/test splits.
+    """
+    flag, size = _check(flag, size)
+    folder = resolve_data_dir(data_dir)
+    file = folder / medmnist_filename(flag, size)
+    if not file.is_file():
+        if not download:
+            raise DataError(_missing(flag, size, folder, "is not in"))
+        try:
+            _download(flag, size, folder)
+        except Exception as exc:  # no network, proxy, disk: the advice is the same
+            raise DataError(_missing(flag, size, folder, "could not be downloaded into")) from exc
+    return read_medmnist_npz(file, flag, size)
+
+
+def _missing(flag: str, size: int, folder: Path, what: str) -> str:
+    name = medmnist_filename(flag, size)
+    return (
+        f"{name} {what} {folder}; download it from {medmnist_url(flag, size)} and put it in "
+        f"{folder}, or import the file if you already have it"
+    )
+
+
+def _download(flag: str, size: int, folder: Path) -> None:
+    import medmnist
+
+    info = _info(flag)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Download into a scratch folder beside the target and rename when complete (and MD5
+    # checked by medmnist), so an interrupted download never leaves a half file behind.
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
+    try:
+        dataset_class = getattr(medmnist, info["python_class"])
+        smallest = min(SPLITS, key=lambda s: info["n_samples"][s])  # the class loads one split
+        dataset_class(split=smallest, download=True, root=str(tmp), size=size)
+        os.replace(tmp / medmnist_filename(flag, size), folder / medmnist_filename(flag, size))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_medmnist_npz(path: str | os.PathLike, flag: str, size: int = 28) -> ImageDataset:
+    """Read and validate a MedMNIST ``.npz`` file.
+
+    Checks that the file opens without pickle, has ``{train,val,test}_{images,labels}``, that
+    images are uint8 (N, H, W) or (N, H, W, 3) at ``size`` px with the channels of ``flag``,
+    and that labels are whole numbers in range (0/1 per label for multi-label).
+
+    Args:
+        path: the ``.npz`` file.
+        flag: the dataset it should hold.
+        size: the image side it should have.
+
+    Returns:
+        The dataset.
+    """
+    flag, size = _check(flag, size)
+    info = _info(flag)
+    path = Path(path)
+    name = path.name
+    task = MEDMNIST_TASKS[info["task"]]
+    class_names = [info["label"][k] for k in sorted(info["label"], key=int)]
+    k = len(class_names)
+    channels = int(info["n_channels"])
+    report = ImportReport(files_read=[str(path)])
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{name} is not a readable .npz file ({_reason(exc)}); download it again or import the official file") from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{name} holds a single array, not the train/val/test arrays of a MedMNIST .npz; use the official file")
+    images, labels = {}, {}
+    with npz:
+        required = [f"{s}_{part}" for s in SPLITS for part in ("images", "labels")]
+        missing = [key for key in required if key not in npz.files]
+        if missing:
+            found = ", ".join(sorted(npz.files)) or "nothing"
+            raise DataError(f"{name} lacks {', '.join(missing)} (it has {found}); use the official MedMNIST file")
+        for split in SPLITS:
+            x = _array(npz, f"{split}_images", name)
+            y = _array(npz, f"{split}_labels", name)
+            _check_images(x, f"{split}_images", name, size, channels)
+            y = _check_labels(y, f"{split}_labels", name, x.shape[0], k, task, flag)
+            expected = info["n_samples"][split]
+            if x.shape[0] != expected:
+                report.note(f"{split} has {x.shape[0]} images; the official {flag} has {expected}")
+            t = torch.from_numpy(x)
+            images[split] = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+            labels[split] = torch.from_numpy(y)
+    return ImageDataset(
+        name=flag if size == 28 else f"{flag}_{size}",
+        source="medmnist",
+        images=images,
+        labels=labels,
+        task=task,
+        class_names=class_names,
+        report=report,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:120]
+
+
+def _array(npz, key: str, name: str) -> np.ndarray:
+    try:
+        return npz[key]
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise DataError(f"{name}: {key} holds Python objects, which are never loaded for safety; use the official MedMNIST file") from exc
+        raise DataError(f"{name}: {key} could not be read ({_reason(exc)}); download the file again") from exc
+    except Exception as exc:  # a damaged member of the zip archive
+        raise DataError(f"{name}: {key} could not be read ({_reason(exc)}); download the file again") from exc
+
+
+def _check_images(x: np.ndarray, key: str, name: str, size: int, channels: int) -> None:
+    if x.dtype != np.uint8:
+        raise DataError(f"{name}: {key} has type {x.dtype}, expected uint8 pixels (0-255); use the official MedMNIST file")
+    want = (size, size) if channels == 1 else (size, size, 3)
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        shape = ", ".join(["N", *map(str, want)])
+        raise DataError(
+            f"{name}: {key} has shape {tuple(x.shape)}, expected ({shape}) for {channels}-channel {size} px images; "
+            "use the official MedMNIST file of that size"
+        )
+
+
+def _check_labels(y: np.ndarray, key: str, name: str, n: int, k: int, task: str, flag: str) -> np.ndarray:
+    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
+        raise DataError(f"{name}: {key} has type {y.dtype}, expected whole-number class labels; use the official MedMNIST file")
+    if task == "multi-label":
+        if y.shape != (n, k):
+            raise DataError(f"{name}: {key} has shape {tuple(y.shape)}, expected ({n}, {k}): one 0/1 per label; use the official MedMNIST file")
+        if y.size and (y.min() < 0 or y.max() > 1):
+            raise DataError(f"{name}: {key} has values from {y.min()} to {y.max()}, expected only 0 and 1; use the official MedMNIST file")
+        return y.astype(np.float32)
+    if y.shape not in ((n,), (n, 1)):
+        raise DataError(f"{name}: {key} has shape {tuple(y.shape)}, expected ({n}, 1): one label per image; use the official MedMNIST file")
+    y = y.reshape(n).astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise DataError(
+            f"{name}: {key} has labels from {y.min()} to {y.max()}, but {flag} has {k} classes (0 to {k - 1}); "
+            "use the official MedMNIST file"
+        )
+    return y
+
+
+def import_npz(src: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """Import a user's copy of an official MedMNIST ``.npz`` into the data folder.
+
+    The dataset and size come from the file name (``bloodmnist_64.npz``; a browser's
+    `` (1)`` is tolerated) or, when the name says nothing, from the MD5. The MD5 must match
+    ``medmnist.INFO``; the file is then copied atomically under its canonical name.
+
+    Args:
+        src: path of the ``.npz``.
+        data_dir: destination folder (see :func:`core.paths.data_dir`).
+
+    Returns:
+        The path of the imported file.
+    """
+    src = Path(src).expanduser()
+    if not src.is_file():
+        raise DataError(f"{src} is not a file; give the path of a MedMNIST .npz file")
+    with open(src, "rb") as fh:
+        digest = _md5(fh)
+    flag, size = _identify(src.name, digest)
+    dest = resolve_data_dir(data_dir) / medmnist_filename(flag, size)
+    if dest.exists() and os.path.samefile(src, dest):
+        return dest
+    with open(src, "rb") as fh:
+        return atomic_write(dest, lambda out: shutil.copyfileobj(fh, out, 1024**2))
+
+
+def import_npz_bytes(data: bytes, filename: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Like :func:`import_npz` for an upload: the file's bytes and its original name.
+
+    Returns:
+        The path of the imported file.
+    """
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    flag, size = _identify(Path(filename).name, digest)
+    return write_bytes(resolve_data_dir(data_dir) / medmnist_filename(flag, size), data)
+
+
+def _md5(fh: BinaryIO) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    while chunk := fh.read(1024**2):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _identify(filename: str, digest: str) -> tuple[str, int]:
+    official = {medmnist_md5(f, s): (f, s) for f in _FLAGS_2D for s in MEDMNIST_SIZES}
+    m = _NAME.match(filename.strip().lower())
+    if m and m.group("flag").endswith("3d"):
+        raise DataError(f"{filename} is a 3D MedMNIST dataset, which the studio does not use; import one of {', '.join(_FLAGS_2D)}")
+    if m and m.group("flag") in _FLAGS_2D:
+        flag, size = _check(m.group("flag"), int(m.group("size") or 28))
+        expected = medmnist_md5(flag, size)
+        if digest == expected:
+            return flag, size
+        if digest in official:
+            actual = medmnist_filename(*official[digest])
+            raise DataError(f"{filename} is named like {medmnist_filename(flag, size)} but holds the official {actual}; rename it to {actual} and import it again")
+        raise DataError(
+            f"{filename} does not match the official {medmnist_filename(flag, size)} (MD5 {digest}, expected {expected}); "
+            f"it is damaged or altered, so download it again from {medmnist_url(flag, size)}"
+        )
+    if digest in official:
+        return official[digest]
+    raise DataError(
+        f"cannot tell which MedMNIST file {filename} is; name it like bloodmnist.npz (28 px) or "
+        "bloodmnist_64.npz and import it again"
+    )

@@ -1,0 +1,154 @@
+"""Classify: new images through a finished run, with probabilities, confidence and a heatmap."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import StudioError
+from studio import charts, ui
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
+DETAILED = 12  # images shown in full; the table lists them all
+LEVEL_BOX = {"high": st.success, "moderate": st.info, "low": st.warning}
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_model(run_dir: str, stamp: str):
+    """A run's best model on the CPU in eval mode (shared by sessions: inference only)."""
+    from core.inference import load_run_model
+    from core.runs import Run
+
+    return load_run_model(Run(Path(run_dir)), "best", device="cpu")
+
+
+def usable_runs() -> list[dict]:
+    from core.runs import Run
+
+    rows = [r for r in ui.store().list_runs(status="completed") if Run(Path(r["dir"])).best_checkpoint.is_file()]
+    for r in rows:
+        r["label"] = ui.run_label(r) + (f" · test ACC {ui.fmt_metric(r['test_acc'])}" if r["test_acc"] else "")
+    return rows
+
+
+def read_uploads(lm, files) -> list[dict]:
+    """Decode each upload to the model's size; a bad file gets its own error and is skipped."""
+    from core.data import decode_image
+    from core.inference import load_image_tensor
+
+    good = []
+    for f in files:
+        try:
+            data = f.getvalue()
+            tensor = load_image_tensor(lm, data, name=f.name)
+            shown = decode_image(data, name=f.name)
+        except StudioError as exc:
+            st.error(f"**{f.name}** was skipped: {ui.sentence(str(exc))}")
+            continue
+        except Exception:  # a decoder bug on a hostile file: skip it, keep the others
+            ui.log.exception("could not read upload %s", f.name)
+            reason = "it could not be read as an image; save it again as PNG or JPEG."
+            st.error(f"**{f.name}** was skipped: {reason}")
+            continue
+        shown.thumbnail((320, 320))
+        good.append({"name": f.name, "tensor": tensor, "image": shown})
+    return good
+
+
+def predict_all(lm, items: list[dict], tta: bool, calibrated: bool) -> None:
+    import torch
+
+    from core.inference import describe_prediction, predict_tensor
+
+    for start in range(0, len(items), 64):
+        chunk = items[start:start + 64]
+        out = predict_tensor(lm, torch.stack([it["tensor"] for it in chunk]), tta=tta, calibrated=calibrated)
+        for it, probs in zip(chunk, out["probs"]):
+            it["probs"] = probs
+            it["about"] = describe_prediction(lm, probs)
+
+
+def show_one(lm, it: dict, method: str, method_label: str) -> None:
+    from core.explain import explain, overlay
+    from core.inference import preprocess
+
+    about = it["about"]
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([1, 1, 2], gap="medium")
+        c1.image(it["image"], caption=it["name"], width="stretch")
+        with c2:
+            with ui.guard(f"explaining {it['name']}", "try another explanation method"):
+                x = preprocess(lm, it["tensor"].unsqueeze(0))[0]
+                heat = explain(lm, x, target=about["index"], method=method)
+                st.image(overlay(it["image"], heat), caption=f"{method_label}: red marks what drove the answer",
+                         width="stretch")
+        with c3:
+            st.markdown(f"### {about['label']}")
+            LEVEL_BOX.get(about["level"], st.info)(about["sentence"])
+            st.plotly_chart(charts.probability_bars(lm.class_names, it["probs"]), key=f"p-{it['name']}-{id(it)}")
+
+
+def results_table(lm, items: list[dict]) -> pd.DataFrame:
+    rows = []
+    for it in items:
+        row = {"file": it["name"], "label": it["about"]["label"], "probability": round(it["about"]["probability"], 4),
+               "confidence": it["about"]["level"]}
+        row.update({f"p({c})": round(float(p), 4) for c, p in zip(lm.class_names, it["probs"])})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    from core.explain import METHOD_LABELS, list_methods
+
+    st.title("Classify new images")
+    runs = usable_runs()
+    if not runs:
+        st.info("No finished model yet. Train one first (the quick start on the Home page takes about a minute); "
+                "it appears here when it has finished.")
+        ui.page_link("train", "Go to Train", icon=":material/model_training:")
+        return
+    row = st.selectbox("Model", runs, format_func=lambda r: r["label"],
+                       help="Finished neural-network runs. The weights of the epoch with the best validation "
+                            "score are used.")
+    from core.runs import Run
+
+    run = Run(Path(row["dir"]))
+    with st.spinner("Loading the model..."):
+        lm = load_model(str(run.dir), ui.file_stamp(run.best_checkpoint))
+    st.caption(f"{lm.model_name} · {lm.image_size} × {lm.image_size} px · "
+               f"{'grayscale' if lm.channels == 1 else 'colour'} · classes: {', '.join(lm.class_names)}")
+    methods = list_methods()
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    method = c1.selectbox("Explanation", methods, index=methods.index("gradcam"),
+                          format_func=lambda m: METHOD_LABELS.get(m, m),
+                          help="How the heatmap is made. Grad-CAM is quick and shows regions; the others "
+                               "work pixel by pixel and can take longer.")
+    tta = c2.checkbox("Test-time augmentation", help="Also look at the mirrored image and average both answers: "
+                                                     "a little steadier, twice the work.")
+    calibrated = c3.checkbox("Calibrated probabilities",
+                             help=f"Rescale the probabilities (temperature {lm.temperature:.2f}, fitted on the "
+                                  "validation images) so that '80 %' is right about 80 % of the time.")
+    files = st.file_uploader("Images to classify", type=IMAGE_TYPES, accept_multiple_files=True,
+                             help="PNG, JPEG, BMP or TIFF; one or many. Each is resized to the model's input size.")
+    if not files:
+        st.info("Upload one or more images to see what the model says about them.")
+        return
+    items = read_uploads(lm, files)
+    if not items:
+        return
+    with st.spinner("Classifying..."):
+        predict_all(lm, items, tta, calibrated)
+    if len(items) > 1:
+        table = results_table(lm, items)
+        st.dataframe(table, hide_index=True)
+        st.download_button("Download the results as CSV", table.to_csv(index=False).encode(), "predictions.csv",
+                           "text/csv", icon=":material/download:")
+    if len(items) > DETAILED:
+        st.caption(f"Details for the first {DETAILED} images; the table above lists all {len(items)}.")
+    for it in items[:DETAILED]:
+        show_one(lm, it, method, METHOD_LABELS.get(method, method))
+
+
+with ui.guard("showing the classify page"):
+    main()

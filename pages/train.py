@@ -1,0 +1,306 @@
+"""Train: pick data, architecture and recipe, queue runs, and watch them train live."""
+
+import dataclasses
+
+import numpy as np
+import streamlit as st
+
+from studio import charts, ui
+
+RECIPE_CHOICES = {
+    "default": "Fast default (recommended)",
+    "paper": "The architecture's own paper recipe",
+    "medmnist": "MedMNIST benchmark recipe",
+}
+LOSS_LABELS = {"auto": "automatic", "ce": "cross-entropy",
+               "bce": "binary cross-entropy per class", "margin": "margin loss (QuadSNet paper)"}
+SCHEDULE_LABELS = {"none": "constant", "step": "step decay", "multistep": "decay at 50 % and 75 %",
+                   "cosine": "cosine annealing", "onecycle": "one-cycle (warm up, then anneal)",
+                   "plateau": "halve when validation loss stalls"}
+
+
+# ---------------------------------------------------------------------------- choosing
+def pick_data():
+    from core.train.config import IMAGE_SIZES
+
+    on_disk = ui.medmnist_on_disk()
+    options = list(on_disk) + [str(p) for p in ui.list_uploads(ui.session_owner())]
+    if not options:
+        st.warning("No dataset is ready yet: download a MedMNIST dataset or import your own images first.")
+        ui.page_link("datasets", "Go to Datasets", icon=":material/folder_open:")
+        st.stop()
+    c1, c2 = st.columns([3, 1])
+    spec = c1.selectbox("Dataset", options, format_func=ui.dataset_label,
+                        help="MedMNIST datasets in the data directory, and image folders you imported "
+                             "on the Datasets page.")
+    sizes = on_disk[spec] if spec in on_disk else list(IMAGE_SIZES)
+    size = c2.selectbox("Image size (px)", sizes, index=0 if spec in on_disk else 1,
+                        help="Sizes on disk for MedMNIST; your own images are resized to the size you pick. "
+                             "Larger images show more detail but each epoch takes longer.")
+    return spec, int(size)
+
+
+def pick_model():
+    from core.models import list_classical, list_models
+
+    names = list_models() + list_classical()
+    model = st.selectbox("Architecture", names, index=names.index("medvcnn"), format_func=model_title,
+                         help="The five seed papers' networks, classic ImageNet architectures, and classical "
+                              "machine-learning baselines that work on raw pixels.")
+    extra = st.multiselect("Also queue one run with each of these architectures", [n for n in names if n != model],
+                           format_func=model_title,
+                           help="Every architecture gets its own run with the same data and settings; "
+                                "they train one after the other and meet again on the Compare page.")
+    return model, extra
+
+
+@st.cache_data(show_spinner=False)
+def model_title(name: str) -> str:
+    from core.models import list_classical, model_info
+
+    if name in list_classical():
+        return f"{name} · classical baseline (scikit-learn)"
+    return f"{name} · {model_info(name).paper}"
+
+
+def pick_recipe(model: str) -> str:
+    from core.train import get_recipe, paper_recipe_for
+
+    choices = ["default", "paper", "medmnist"] if paper_recipe_for(model) else ["default", "medmnist"]
+    recipe = st.radio("Training recipe", choices, format_func=RECIPE_CHOICES.get, horizontal=True,
+                      help="A recipe fills in every setting below; change any of them under Advanced settings.")
+    st.caption(get_recipe(paper_recipe_for(model) if recipe == "paper" else recipe).description)
+    return recipe
+
+
+def advanced(base, spec: str, size: int, model_supports_pretrained: bool) -> dict:
+    """The settings, starting from the recipe's values; returns only what the person changed."""
+    from core.data import AUGMENT_PRESETS, describe_augment
+    from core.train.config import LOSSES, MAX_BATCH, MAX_EPOCHS, OPTIMIZERS, SCHEDULES
+
+    v = {}
+    with st.expander("Advanced settings", icon=":material/tune:"):
+        c1, c2, c3 = st.columns(3)
+        v["epochs"] = c1.number_input("Epochs", 1, MAX_EPOCHS, base.epochs, help="How many times the model sees "
+                                      "every training image. More epochs can learn more but take longer.")
+        v["batch_size"] = c2.number_input("Batch size", 1, MAX_BATCH, base.batch_size, help="Images per training "
+                                          "step. Larger batches are faster per image but need more memory.")
+        v["lr"] = c3.number_input("Learning rate", 1e-6, 10.0, float(base.lr), step=1e-4, format="%.5f",
+                                  help="How big each learning step is. Too high and training jumps around; "
+                                       "too low and it crawls. 0.001 is a safe start.")
+        c1, c2, c3 = st.columns(3)
+        v["optimizer"] = c1.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer),
+                                      help="The rule that updates the weights. AdamW and Adam adapt the step "
+                                           "per weight and work well out of the box; SGD is the classic.")
+        v["schedule"] = c2.selectbox("Learning-rate schedule", SCHEDULES, index=SCHEDULES.index(base.schedule),
+                                     format_func=lambda s: SCHEDULE_LABELS.get(s, s),
+                                     help="How the learning rate changes during training.")
+        v["loss"] = c3.selectbox("Loss", LOSSES, index=LOSSES.index(base.loss), format_func=LOSS_LABELS.get,
+                                 help="What the model is penalised for while learning. Automatic uses "
+                                      "cross-entropy, or binary cross-entropy per label for multi-label data.")
+        c1, c2, c3 = st.columns(3)
+        v["early_stopping"] = c1.number_input("Early stopping (epochs without improvement)", 0, 100,
+                                              base.early_stopping, help="Stop when the validation score has not "
+                                              "improved for this many epochs. 0 turns it off.")
+        v["seed"] = c2.number_input("Random seed", 0, 2**31 - 1, base.seed, help="The same seed and settings "
+                                    "train the same model again. Try a few seeds to see how much results vary.")
+        v["max_minutes"] = c3.number_input("Time limit (minutes, 0 = none)", 0.0, 10080.0, float(base.max_minutes),
+                                           step=5.0, help="Stop training after this many minutes and keep the "
+                                                          "best model so far.")
+        c1, c2 = st.columns(2)
+        v["class_weights"] = c1.checkbox("Weight rare classes more", base.class_weights,
+                                         help="Makes mistakes on rare classes cost more, so an imbalanced "
+                                              "dataset does not teach the model to ignore them.")
+        if model_supports_pretrained:
+            v["pretrained"] = c2.checkbox("Start from ImageNet weights", base.pretrained,
+                                          help="Start from weights learned on everyday photos (needs a network "
+                                               "connection the first time).")
+        v["augment"] = st.selectbox("Data augmentation", AUGMENT_PRESETS, index=AUGMENT_PRESETS.index(base.augment),
+                                    format_func=describe_augment,
+                                    help="Random changes to the training images (flips, rotations, shifts) so "
+                                         "the model learns what matters, not where it sits in the picture.")
+        if v["augment"] != "none":
+            with ui.guard("previewing the augmentation"):
+                augment_preview(spec, size, v["augment"])
+    changed = {k: val for k, val in v.items() if val != getattr(base, k)}
+    for key in ("epochs", "batch_size", "early_stopping", "seed"):
+        if key in changed:
+            changed[key] = int(changed[key])
+    return changed
+
+
+def augment_preview(spec: str, size: int, preset: str) -> None:
+    import torch
+
+    from core.data import augment_batch
+
+    view = ui.dataset_view(spec, size, per_class=6)
+    picks = [img for imgs in view["samples"].values() for img in imgs[:2]][:6]
+    if not picks:
+        return
+    x = torch.from_numpy(np.stack([p if p.ndim == 3 else p[..., None] for p in picks])).permute(0, 3, 1, 2)
+    draw = st.session_state.get("augment_draw", 0)
+    out = augment_batch(x.float() / 255.0, preset, generator=torch.Generator().manual_seed(draw))
+    out = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).squeeze(-1).numpy()
+    st.markdown("**Preview** — top: training images as they are; bottom: one random augmentation of each.")
+    st.image(picks, width=80)
+    st.image(list(out), width=80)
+    if st.button("Another random draw", icon=":material/casino:"):
+        st.session_state["augment_draw"] = draw + 1
+        st.rerun()
+
+
+def model_card(model: str, size: int, facts: dict, batch: int, epochs: int) -> None:
+    from core.models import list_classical, model_info
+    from core.train import pick_device
+
+    with st.container(border=True):
+        if model in list_classical():
+            from core.models import create_classical
+
+            st.markdown(f"**{model}** — classical baseline (scikit-learn)")
+            st.write(create_classical(model).description)
+            st.caption("Works on the raw pixels, with no training epochs; it usually fits in seconds to "
+                       "minutes. A useful yardstick for the neural networks.")
+            return
+        info = model_info(model, facts["channels"], facts["num_classes"], size)
+        st.markdown(f"**{model}** — from *{info.paper}*")
+        st.write(info.description)
+        device = pick_device("auto")
+        with st.spinner("Timing a few training steps on this machine..."):
+            cost = ui.step_cost(model, size, facts["channels"], facts["num_classes"], batch, str(device))
+        epoch_s = ui.epoch_seconds(cost, batch, facts["n_train"], facts["n_val"])
+        st.markdown(
+            f"- **Size:** {info.params:,} trainable parameters at {size} px\n"
+            f"- **Time per epoch:** about {ui.fmt_duration(epoch_s)}\n"
+            f"- **{epochs} epoch{'s' if epochs != 1 else ''}:** about {ui.fmt_duration(epoch_s * epochs)}")
+        st.caption(f"Times measured just now with a few training steps on {ui.device_label()}, for "
+                   f"{facts['n_train']:,} training images; other work on the machine slows them down.")
+
+
+def launch(spec: str, size: int, models: list[str], recipe: str, changed: dict, name: str) -> list[str]:
+    """Validate every run first, then queue them all (so a bad setting queues nothing)."""
+    from core.train import build_params, make_config, validate
+
+    configs = [validate(make_config(spec, m, recipe, image_size=size, **changed)) for m in models]
+    ids = []
+    for cfg in configs:
+        if name:
+            label = f"{name} ({cfg.model})" if len(configs) > 1 else name
+        else:
+            label = ui.default_run_name(cfg.model, spec, size)
+        ids.append(ui.runner().submit(build_params(cfg), name=label, owner=ui.session_owner()))
+    st.session_state.setdefault("my_runs", []).extend(ids)
+    return ids
+
+
+# ---------------------------------------------------------------------------- watching
+def run_panel(store, row: dict) -> None:
+    run_id, status = row["run_id"], row["status"]
+    run = store.get(run_id)
+    meta = run.meta()
+    with st.container(border=True):
+        head, button = st.columns([6, 1], vertical_alignment="center")
+        what = f"{row['model']} on {ui.dataset_label(row['dataset'])}, {row['image_size']} px"
+        title = row["name"] if row["name"] == what else f"{row['name']} · {what}"
+        head.markdown(f"{ui.STATUS_ICONS.get(status, '')} **{title}** · {ui.status_label(status)}")
+        if status in ui.ACTIVE and button.button("Cancel", key=f"cancel-{run_id}", icon=":material/stop_circle:"):
+            with ui.guard("cancelling the run"):
+                ui.runner().cancel(run_id)
+                st.toast("Stopping the run; its best model so far is kept.")
+        if status in ("cancelled", "interrupted", "failed") and button.button("Resume", key=f"resume-{run_id}"):
+            with ui.guard("resuming the run"):
+                ui.runner().submit_existing(run_id)
+                st.toast("Queued again; it continues from its last checkpoint.")
+        epochs = meta.get("epochs") or row.get("epochs") or "?"
+        if status == "running":
+            epoch = meta.get("epoch") or 0
+            eta = meta.get("eta_seconds")
+            left = f" · about {ui.fmt_duration(eta)} left" if eta is not None else " · estimating time left..."
+            st.progress(min(1.0, float(meta.get("progress") or 0.0)),
+                        text=f"Epoch {max(1, epoch)} of {epochs}{left}")
+        elif status == "queued":
+            st.caption("Waiting for its turn: runs train one at a time on this machine.")
+        elif status == "completed":
+            st.success(f"Finished in {ui.fmt_duration(meta.get('train_seconds'))}: test accuracy "
+                       f"{ui.fmt_metric(row.get('test_acc'))}, test AUC {ui.fmt_metric(row.get('test_auc'))}.")
+            links = st.columns(4)
+            with links[0]:
+                ui.page_link("compare", "Compare it", icon=":material/leaderboard:")
+            with links[1]:
+                ui.page_link("classify", "Classify images with it", icon=":material/image_search:")
+        elif status in ("failed", "interrupted"):
+            st.error(ui.sentence(meta.get("error") or f"The run is {status}."))
+        elif status == "cancelled":
+            st.info(f"Cancelled after epoch {meta.get('epochs_done') or meta.get('epoch') or 0}; "
+                    "press Resume to continue it.")
+        last, figure, steps = epoch_view(str(run.dir), ui.file_stamp(run.metrics_path))
+        if status == "running" and steps is not None:
+            st.plotly_chart(steps, key=f"steps-{run_id}")
+        if last:
+            c = st.columns(4)
+            c[0].metric("Learning rate", f"{meta['lr']:.2e}" if isinstance(meta.get("lr"), float) else "-")
+            c[1].metric("Validation loss", ui.fmt_metric(last.get("val_loss")))
+            c[2].metric("Validation accuracy", ui.fmt_metric(last.get("val_acc")))
+            c[3].metric("Validation AUC", ui.fmt_metric(last.get("val_auc")))
+            st.plotly_chart(figure, key=f"curves-{run_id}")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def epoch_view(run_dir: str, stamp: str):
+    """The last epoch record, the learning curves and the step curve, rebuilt only when
+    metrics.jsonl grows."""
+    from core.runs import Run
+
+    run = Run(run_dir)
+    records = run.metrics(kind="epoch")
+    steps = run.metrics(kind="step")
+    return (records[-1] if records else None, charts.learning_curves(records) if records else None,
+            charts.step_curves(steps) if steps else None)
+
+
+@st.fragment(run_every=2)
+def live_runs() -> None:
+    with ui.guard("updating the live progress"):
+        store = ui.store()
+        mine = set(st.session_state.get("my_runs", []))
+        rows = [r for r in store.list_runs() if r["status"] in ui.ACTIVE or r["run_id"] in mine]
+        if not rows:
+            st.info("Nothing is training right now. Runs you start appear here with live curves; "
+                    "finished runs are on the Compare page.")
+            return
+        for row in rows[:12]:
+            run_panel(store, row)
+
+
+def main() -> None:
+    from core.models import list_classical, model_info
+    from core.train import make_config
+
+    st.title("Train a model")
+    spec, size = pick_data()
+    facts = ui.dataset_facts(spec, size)
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        model, extra = pick_model()
+        recipe = pick_recipe(model)
+        name = st.text_input("Run name (optional)", placeholder="e.g. first try",
+                             help="A name to find the run by; you can rename it later on the Compare page.")
+    base = make_config(spec, model, recipe, image_size=size)
+    pretrained_ok = model not in list_classical() and model_info(model).supports_pretrained
+    changed = advanced(base, spec, size, pretrained_ok)
+    settings = dataclasses.replace(base, **{k: v for k, v in changed.items()})
+    with right, ui.guard(f"describing {model}", "pick another architecture or image size"):
+        model_card(model, size, facts, settings.batch_size, settings.epochs)
+    n = 1 + len(extra)
+    if st.button(f"Start training{f' ({n} runs)' if n > 1 else ''}", type="primary", icon=":material/play_arrow:"):
+        with ui.guard("starting the training run"):
+            ids = launch(spec, size, [model, *extra], recipe, changed, name.strip())
+            st.success(f"Queued {len(ids)} run{'s' if len(ids) > 1 else ''}; progress appears below.")
+    st.divider()
+    st.subheader("Progress")
+    live_runs()
+
+
+with ui.guard("showing the train page"):
+    main()

@@ -1,0 +1,164 @@
+"""Plotly figure builders for the pages: pure functions of plain data, no streamlit.
+
+Each takes lists, dicts or DataFrames (what the run store and core return) and gives back
+a ``plotly.graph_objects.Figure`` with readable titles and axis names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+PALETTE = px.colors.qualitative.Safe
+SPLIT_COLOURS = {"train": "#0f766e", "val": "#f59e0b", "test": "#6366f1"}
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+_MARGIN = dict(l=10, r=10, t=50, b=10)
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int = 360) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=_MARGIN, legend_title_text="",
+                      hovermode="closest", template="plotly_white")
+    return fig
+
+
+def class_balance(counts: pd.DataFrame) -> go.Figure:
+    """Images per class and split (columns ``split``, ``class``, ``count``) as grouped bars."""
+    df = counts.copy()
+    df["split"] = df["split"].map(lambda s: SPLIT_NAMES.get(s, s))
+    fig = px.bar(df, x="class", y="count", color="split", barmode="group", text="count",
+                 color_discrete_map={SPLIT_NAMES[k]: v for k, v in SPLIT_COLOURS.items()},
+                 labels={"class": "class", "count": "images", "split": "split"})
+    fig.update_traces(textposition="outside", cliponaxis=False)
+    return _layout(fig, "Images per class in each split")
+
+
+def _epoch_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame([r for r in records if r.get("kind", "epoch") == "epoch"])
+    if df.empty or "epoch" not in df:
+        return pd.DataFrame(columns=["epoch"])
+    return df.drop_duplicates("epoch", keep="last").sort_values("epoch")
+
+
+def learning_curves(epochs: Sequence[Mapping[str, Any]], height: int = 300) -> go.Figure:
+    """Loss, accuracy and AUC per epoch, training and validation side by side.
+
+    Args:
+        epochs: metrics.jsonl epoch records (``epoch``, ``train_loss``, ``val_loss``,
+            ``train_acc``, ``val_acc``, ``train_auc``, ``val_auc``; any may be missing).
+    """
+    df = _epoch_frame(epochs)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("Loss (lower is better)", "Accuracy", "AUC"),
+                        horizontal_spacing=0.07)
+    for col, metric in enumerate(("loss", "acc", "auc"), start=1):
+        for split, dash in (("train", "solid"), ("val", "dash")):
+            key = f"{split}_{metric}"
+            if key not in df or df[key].isna().all():
+                continue
+            fig.add_trace(go.Scatter(x=df["epoch"], y=df[key], mode="lines+markers", name=SPLIT_NAMES[split],
+                                     legendgroup=split, showlegend=col == 1,
+                                     line=dict(color=SPLIT_COLOURS[split], dash=dash)), row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col, rangemode="tozero")
+    return _layout(fig, None, height)
+
+
+def overlaid_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: str, metric_label: str) -> go.Figure:
+    """One line per run for one epoch metric (e.g. ``val_auc``)."""
+    fig = go.Figure()
+    for i, (label, records) in enumerate(curves.items()):
+        df = _epoch_frame(records)
+        if metric not in df or df[metric].isna().all():
+            continue
+        fig.add_trace(go.Scatter(x=df["epoch"], y=df[metric], mode="lines+markers", name=label,
+                                 line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=metric_label)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2))
+    return _layout(fig, f"{metric_label} per epoch", 400)
+
+
+def step_curves(steps: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Training loss and learning rate per logged step (live feedback inside an epoch)."""
+    df = pd.DataFrame([s for s in steps if s.get("kind", "step") == "step"])
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if not df.empty and "step" in df:
+        if "loss" in df:
+            fig.add_trace(go.Scatter(x=df["step"], y=df["loss"], mode="lines", name="training loss",
+                                     line=dict(color=SPLIT_COLOURS["train"])), secondary_y=False)
+        if "lr" in df:
+            fig.add_trace(go.Scatter(x=df["step"], y=df["lr"], mode="lines", name="learning rate",
+                                     line=dict(color="#94a3b8", dash="dot")), secondary_y=True)
+    fig.update_xaxes(title_text="training step")
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    fig.update_yaxes(title_text="learning rate", exponentformat="e", secondary_y=True, showgrid=False)
+    return _layout(fig, "Every logged step", 280)
+
+
+def probability_bars(class_names: Sequence[str], probs: Sequence[float], title: str | None = None) -> go.Figure:
+    """Horizontal bars of one image's probability per class, the winner highlighted."""
+    p = np.asarray(probs, dtype=float)
+    top = int(p.argmax()) if p.size else -1
+    colours = ["#0f766e" if i == top else "#94a3b8" for i in range(len(p))]
+    fig = go.Figure(go.Bar(x=p, y=list(class_names), orientation="h", marker_color=colours,
+                           text=[f"{v:.0%}" for v in p], textposition="outside", cliponaxis=False))
+    fig.update_xaxes(range=[0, 1.12], tickformat=".0%", title_text="probability")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, max(180, 40 + 34 * len(p)))
+
+
+def roc_chart(curves: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """ROC curves on one chart; each item has ``label``, ``fpr``, ``tpr`` and ``auc``."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                             line=dict(color="#cbd5e1", dash="dot")))
+    for i, c in enumerate(curves):
+        auc = c.get("auc")
+        name = f"{c['label']} (AUC {auc:.3f})" if isinstance(auc, (int, float)) else c["label"]
+        fig.add_trace(go.Scatter(x=c["fpr"], y=c["tpr"], mode="lines", name=name,
+                                 line=dict(color=PALETTE[i % len(PALETTE)], width=2)))
+    fig.update_xaxes(title_text="false positive rate (1 - specificity)", range=[0, 1])
+    fig.update_yaxes(title_text="true positive rate (sensitivity)", range=[0, 1.02])
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25))
+    return _layout(fig, "ROC curves on the test split", 460)
+
+
+def confusion_heatmap(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> go.Figure:
+    """A confusion matrix (rows: true class, columns: predicted class) with counts in the cells."""
+    m = np.asarray(matrix, dtype=float)
+    names = [str(c) for c in class_names]
+    row_sums = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, row_sums, out=np.zeros_like(m), where=row_sums > 0)
+    fig = go.Figure(go.Heatmap(z=share, x=names, y=names, colorscale="Teal", zmin=0, zmax=1,
+                               text=m.astype(int), texttemplate="%{text}", showscale=False,
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>"))
+    fig.update_xaxes(title_text="predicted", side="bottom", tickangle=-30)
+    fig.update_yaxes(title_text="true", autorange="reversed")
+    return _layout(fig, title, 260 + 22 * len(names))
+
+
+def per_class_f1(rows: pd.DataFrame) -> go.Figure:
+    """Grouped bars of F1 per class (columns ``run``, ``class``, ``f1``)."""
+    fig = px.bar(rows, x="class", y="f1", color="run", barmode="group",
+                 color_discrete_sequence=PALETTE, labels={"f1": "F1", "class": "class", "run": ""})
+    fig.update_yaxes(range=[0, 1.05])
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25))
+    return _layout(fig, "F1 per class on the test split", 400)
+
+
+def scatter_runs(df: pd.DataFrame, x: str, y: str, x_label: str, y_label: str, log_x: bool = False,
+                 highlight: Sequence[str] = ()) -> go.Figure:
+    """One point per run (columns ``x``, ``y``, ``run``, ``model``); selected runs ringed."""
+    data = df.dropna(subset=[x, y])
+    fig = px.scatter(data, x=x, y=y, color="model", hover_name="run", log_x=log_x,
+                     color_discrete_sequence=PALETTE, labels={x: x_label, y: y_label, "model": "model"})
+    fig.update_traces(marker=dict(size=11, line=dict(width=1, color="white")))
+    picked = data[data["run"].isin(list(highlight))]
+    if not picked.empty:
+        fig.add_trace(go.Scatter(x=picked[x], y=picked[y], mode="markers", name="selected",
+                                 hoverinfo="skip",
+                                 marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(width=2, color="#111827"))))
+    return _layout(fig, f"{y_label} vs {x_label}", 380)

@@ -1,0 +1,211 @@
+"""One real-browser walk through the studio: a real ``streamlit run`` server and Chromium
+driven by Playwright. Datasets shows BreastMNIST, Train runs a one-epoch model to the end,
+Compare lists it, and Classify labels an uploaded PNG with a heatmap.
+
+A full-page screenshot of every page goes to ``test-artifacts/screenshots/`` (or
+``$STUDIO_ARTIFACTS/screenshots/``) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None, reason="the playwright Python package is not installed "
+                                                       "(pip install -r requirements-dev.txt)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"streamlit did not report healthy within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop_workers(runs: Path) -> None:
+    """Stop training workers the server started for this test (their pids are in the run store)."""
+    import json
+
+    for meta_path in runs.glob("*/meta.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("status") == "running" and isinstance(meta.get("pid"), int):
+            try:
+                os.killpg(meta["pid"], signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+@pytest.fixture
+def server(tmp_path, medmnist_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(medmnist_dir / "breastmnist.npz", data / "breastmnist.npz")
+    runs = tmp_path / "runs"
+    port = _free_port()
+    env = {**os.environ, "STUDIO_RUNS_DIR": str(runs), "STUDIO_DATA_DIR": str(data), "STUDIO_DEVICE": "cpu"}
+    log = tmp_path / "streamlit.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "studio/app.py", "--server.port", str(port),
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield {"url": url, "runs": runs, "data": data, "log": log}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+        _stop_workers(runs)
+
+
+def _shots_dir() -> Path:
+    root = Path(os.environ.get("STUDIO_ARTIFACTS", REPO / "test-artifacts"))
+    d = root / "screenshots"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+_SETTLED = """() => {
+    if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
+    for (const c of document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+        if (!c.querySelector('.main-svg')) return false;
+    for (const i of document.querySelectorAll('[data-testid="stMain"] img'))
+        if (!i.complete || i.naturalWidth === 0) return false;
+    return true;
+}"""
+
+
+def _settle(page) -> None:
+    """Wait until no element is stale, every chart is drawn and every image has loaded."""
+    page.wait_for_function(_SETTLED, timeout=60_000, polling=250)
+    page.wait_for_timeout(500)
+    page.wait_for_function(_SETTLED, timeout=60_000, polling=250)
+
+
+def _full_page(page, path: Path) -> None:
+    """Streamlit scrolls inside its main block, so grow the window to the content first."""
+    _settle(page)
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    page.set_viewport_size({"width": 1440, "height": int(min(max(height, 900) + 40, 9000))})
+    page.wait_for_timeout(1000)  # let plotly charts redraw at the new size
+    _settle(page)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def _no_exception(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert "Traceback" not in page.inner_text("body")
+
+
+def test_browser_walkthrough(server, tmp_path, medmnist_dir):
+    url = server["url"]
+    shots = _shots_dir()
+    with np.load(medmnist_dir / "breastmnist.npz") as npz:
+        png = tmp_path / "ultrasound.png"
+        Image.fromarray(npz["test_images"][0]).resize((112, 112)).save(png)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(90_000)
+            expect.set_options(timeout=90_000)  # the first page load imports torch on a busy CPU
+
+            # Home
+            page.goto(url)
+            expect(page.get_by_text("Medical Image Classification Studio")).to_be_visible()
+            expect(page.get_by_role("button", name="Train my first model")).to_be_visible()
+            _no_exception(page)
+            _full_page(page, shots / "home.png")
+
+            # Datasets: BreastMNIST is on disk and described
+            page.goto(f"{url}/datasets")
+            expect(page.get_by_text("Binary: each image is one of two classes")).to_be_visible()
+            expect(page.get_by_text("Sample images from the training split")).to_be_visible()
+            _no_exception(page)
+            _full_page(page, shots / "datasets.png")
+
+            # Train: one epoch of MedvCNN, watched to the end
+            page.goto(f"{url}/train")
+            expect(page.get_by_text("Time per epoch")).to_be_visible()
+            page.get_by_text("Advanced settings").click()
+            epochs = page.get_by_label("Epochs", exact=True)
+            epochs.fill("1")
+            epochs.press("Enter")
+            expect(page.get_by_text("1 epoch:", exact=True)).to_be_visible()
+            page.get_by_role("button", name="Start training").click()
+            expect(page.get_by_text("Queued 1 run")).to_be_visible()
+            expect(page.get_by_text("Finished in")).to_be_visible(timeout=300_000)
+            _no_exception(page)
+            _full_page(page, shots / "train.png")
+
+            # Compare: the run is on the leaderboard and selected for comparison
+            page.goto(f"{url}/compare")
+            expect(page.get_by_role("heading", name="Scores")).to_be_visible()
+            expect(page.get_by_text("ROC curves on the test split")).to_be_visible()
+            _no_exception(page)
+            _full_page(page, shots / "compare.png")
+
+            # Classify: upload the PNG, get a label and a heatmap
+            page.goto(f"{url}/classify")
+            page.locator("input[type='file']").set_input_files(str(png))
+            expect(page.get_by_text("red marks what drove the answer")).to_be_visible()
+            label = page.locator("h3").filter(has_text="malignant").or_(page.locator("h3").filter(has_text="benign"))
+            expect(label.first).to_be_visible()
+            assert page.locator("[data-testid='stImage'] img").count() >= 2
+            _no_exception(page)
+            _full_page(page, shots / "classify.png")
+        finally:
+            browser.close()
+    log = server["log"].read_text()
+    assert "Traceback" not in log, log[-3000:]
