@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one line (or --help)
+        return int(exc.code or 0)
     try:
         return int(COMMANDS[args.command](args) or 0)
     except StudioError as exc:
