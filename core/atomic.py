@@ -33,13 +33,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        cause = _os_error_in(exc)
+        if cause is not None and (cause is not exc or cause.filename is None):
+            # torch.save turns a failed write (disk full) into a RuntimeError, and a write
+            # to an open file names no file; hand the caller the OSError with its errno and
+            # the destination, so the message can say what could not be written.
+            raise OSError(cause.errno, cause.strerror or str(cause), str(path)) from exc
         raise
     return path
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The first OSError with an errno in ``exc`` or its causes and contexts."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

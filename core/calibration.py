@@ -196,3 +196,28 @@ def apply_temperature(logits, T: float, task: str) -> np.ndarray:
     if task == "multi-label":
         return expit(z / T)
     return softmax(z / T, axis=1)
+
+
+def calibration_report(scores, labels, task: str, logits=None, temperature: float | None = None,
+                       n_bins: int = 15) -> dict:
+    """Reliability before and after temperature scaling, for one set of saved predictions.
+
+    Args:
+        scores: (N, K) probabilities as the model gave them (temperature 1).
+        labels: (N,) class indices, or (N, K) 0/1 for multi-label.
+        task: the task name.
+        logits: the (N, K) logits behind ``scores``; without them (a classical baseline)
+            there is no "after".
+        temperature: the run's fitted temperature; None or missing logits leave "after" out.
+        n_bins: equal-width confidence bins.
+
+    Returns:
+        ``{"before": reliability_diagram(scores), "after": reliability_diagram of
+        apply_temperature(logits, T) or None, "temperature": T or None}``.
+    """
+    before = reliability_diagram(scores, labels, n_bins)
+    if logits is None or temperature is None:
+        return {"before": before, "after": None, "temperature": None}
+    t = float(temperature)
+    after = reliability_diagram(apply_temperature(logits, t, task), labels, n_bins)
+    return {"before": before, "after": after, "temperature": t}

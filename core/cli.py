@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("run_id")
         dirs(sp, data=(name != "cancel"))
+        if name == "eval":
+            sp.add_argument("--tta", action="store_true",
+                            help="average each image with its mirror image (prints the scores; eval.json keeps "
+                                 "the run's own evaluation)")
+            sp.add_argument("--calibrated", action="store_true",
+                            help="divide logits by the run's fitted temperature (prints the scores only)")
 
     sub.add_parser("models", help="list the architectures")
     d = sub.add_parser("datasets", help="list MedMNIST datasets and which files are present")
@@ -204,7 +210,14 @@ def cmd_eval(args) -> int:
 
     store = _store(args)
     run = store.get(args.run_id)
-    ev = reevaluate_run(run, store, data_dir=args.data_dir)
+    if args.tta or args.calibrated:
+        from core.evaluate import evaluate_run
+
+        ev = evaluate_run(run, tta=args.tta, calibrated=args.calibrated, data_dir=args.data_dir)
+        print(f"run {run.id} evaluated with{'' if args.tta else 'out'} mirror images, "
+              f"{'calibrated' if args.calibrated else 'uncalibrated'} (eval.json unchanged)")
+    else:
+        ev = reevaluate_run(run, store, data_dir=args.data_dir)
     for split in ("val", "test"):
         if split in ev:
             e = ev[split]

@@ -19,6 +19,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -461,3 +462,78 @@ def measure_latency(
         "repeats": int(repeats),
         "device": str(dev),
     }
+
+
+def load_run_dataset(run, data_dir=None):
+    """The dataset a run was trained on, loaded as its training loaded it.
+
+    Args:
+        run: a :class:`core.runs.Run`.
+        data_dir: where MedMNIST files are, if not where the run was trained from.
+
+    Returns:
+        The :class:`core.data.ImageDataset` (same name, image size and split seed).
+
+    Raises:
+        StudioError: the run records no dataset, or it cannot be loaded on this machine.
+    """
+    from core.data import load_dataset
+
+    params = run.params()
+    config = params.get("config") or {}
+    spec = config.get("dataset") or params.get("dataset")
+    size = config.get("image_size") or params.get("image_size")
+    if not spec or not size:
+        raise StudioError(f"run {run.id} does not record its dataset and image size; it cannot be evaluated again.")
+    seed = int(config.get("seed", params.get("seed", 0)) or 0)
+    if data_dir is None and config.get("data_dir") and Path(config["data_dir"]).is_dir():
+        data_dir = config["data_dir"]  # where it was trained from, while that folder exists; else the default
+    return load_dataset(spec, size=int(size), data_dir=data_dir, seed=seed)
+
+
+def evaluate_run(run, tta: bool = False, calibrated: bool = False, data_dir=None, device: str = "cpu",
+                 splits: Sequence[str] = ("val", "test"), batch_size: int = 256) -> dict:
+    """Evaluate a run's best model on its own dataset again, optionally with test-time augmentation.
+
+    The predictions go through :func:`core.inference.predict_tensor`, the function the
+    Classify page and ``python -m core predict`` use, so ``tta`` here is the same mirror-image
+    averaging (logits of the image and of its horizontal flip) as the page's
+    "Test-time augmentation" box. Nothing is written: ``eval.json`` keeps the evaluation made
+    with the run's own settings.
+
+    Args:
+        run: a :class:`core.runs.Run` with a best checkpoint.
+        tta: average each image's logits with those of its mirror image.
+        calibrated: divide the logits by the run's fitted temperature first (changes
+            log loss and ECE, never the predicted class).
+        data_dir: where MedMNIST files are, if not where the run was trained from.
+        device: where to predict (``"cpu"``, ``"cuda"``).
+        splits: which splits to evaluate.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{split: evaluate_predictions(...) + {"tta": bool, "calibrated": bool}}``.
+
+    Raises:
+        StudioError: no checkpoint (a classical baseline or an unfinished run), the dataset
+            cannot be loaded, or it no longer matches the model (channels, size).
+    """
+    from core.inference import load_run_model, predict_tensor
+
+    lm = load_run_model(run, "best", device=device)
+    data = load_run_dataset(run, data_dir)
+    if data.channels != lm.channels or data.image_size != lm.image_size:
+        raise StudioError(f"the dataset of run {run.id} now has {data.channels}-channel {data.image_size} px images, "
+                          f"but the model takes {lm.channels}-channel {lm.image_size} px ones; it cannot be evaluated.")
+    out = {}
+    for split in splits:
+        if split not in data.images:
+            raise StudioError(f"the dataset of run {run.id} has no '{split}' split; "
+                              f"choose from {', '.join(data.splits)}.")
+        images, labels = data.images[split], data.labels[split]
+        chunks = [predict_tensor(lm, images[i:i + batch_size], tta=tta, calibrated=calibrated)["probs"]
+                  for i in range(0, len(labels), batch_size)]
+        probs = np.concatenate(chunks) if chunks else np.zeros((0, lm.num_classes), dtype=np.float32)
+        ev = evaluate_predictions(probs, labels.numpy(), lm.task, lm.class_names)
+        out[split] = {**ev, "tta": bool(tta), "calibrated": bool(calibrated)}
+    return out

@@ -65,6 +65,10 @@ OCCLUSION_BATCH = 64
 
 COLORMAPS = ("jet", "hot", "gray")
 
+#: A map whose range is within this many units of round-off (of its own float type) of its
+#: largest magnitude is flat: what it shows is arithmetic noise, not the model.
+FLAT_ULPS = 64
+
 
 def list_methods() -> list[str]:
     """The attribution methods :func:`explain` offers.
@@ -138,14 +142,18 @@ def normalize_map(heat: np.ndarray) -> np.ndarray:
         heat: any real array.
 
     Returns:
-        The scaled array; all zeros when the map is constant (nothing to show), never NaN.
+        The scaled array; all zeros when the map is constant up to round-off of its float
+        type (:data:`FLAT_ULPS`; nothing to show), never NaN.
     """
-    a = np.nan_to_num(np.asarray(heat, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    raw = np.asarray(heat)
+    # Round-off of the input's own precision: a float32 map that is flat up to a few ulps
+    # (a 1 x 1 Grad-CAM map upsampled bilinearly) must not become a full-range pattern.
+    eps = float(np.finfo(raw.dtype).eps) if np.issubdtype(raw.dtype, np.floating) else float(np.finfo(np.float64).eps)
+    a = np.nan_to_num(raw.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if a.size == 0:
         return a.astype(np.float32)
     lo, hi = float(a.min()), float(a.max())
-    # Relative tolerance: float32 round-off on a flat map must not become a full-range pattern.
-    if hi - lo <= 1e-12 * max(1.0, abs(hi), abs(lo)):
+    if hi - lo <= FLAT_ULPS * eps * max(abs(hi), abs(lo)):
         return np.zeros(a.shape, dtype=np.float32)
     return ((a - lo) / (hi - lo)).clip(0.0, 1.0).astype(np.float32)
 

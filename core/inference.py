@@ -39,6 +39,22 @@ class LoadedModel:
         return len(self.class_names)
 
 
+def rebuild_model(ckpt: dict) -> nn.Module:
+    """The checkpoint's architecture with random weights (load its ``state_dict`` next).
+
+    A run started from ImageNet weights keeps that architecture (for example the ResNets'
+    ImageNet stem at 28 px); it is rebuilt without downloading anything.
+    """
+    from core.models import create_model
+    from core.models.weights import architecture_only
+
+    args = ckpt["model_args"]
+    pretrained = bool(args.get("pretrained", (ckpt.get("config") or {}).get("pretrained", False)))
+    with architecture_only():
+        return create_model(ckpt["model_name"], int(args["in_channels"]), int(args["num_classes"]),
+                            int(args["image_size"]), pretrained=pretrained)
+
+
 def load_run_model(run, which: str = "best", device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild a run's model from its checkpoint.
 
@@ -50,7 +66,7 @@ def load_run_model(run, which: str = "best", device: str | torch.device = "cpu")
     Returns:
         The model in eval mode with everything needed to preprocess and label.
     """
-    from core.models import create_model, model_info
+    from core.models import model_info
 
     path = run.best_checkpoint if which == "best" else run.last_checkpoint
     if not path.exists():
@@ -58,7 +74,7 @@ def load_run_model(run, which: str = "best", device: str | torch.device = "cpu")
         raise StudioError(f"run {run.id} has no {which} checkpoint (it is {status}); pick a finished neural-network run.")
     ckpt = run.load_checkpoint(which)
     args = ckpt["model_args"]
-    model = create_model(ckpt["model_name"], args["in_channels"], args["num_classes"], args["image_size"])
+    model = rebuild_model(ckpt)
     model.load_state_dict(ckpt["state_dict"])
     device = torch.device(device)
     model.to(device).eval()

@@ -156,8 +156,20 @@ def render_model_card(run, export: dict[str, Any] | None = None) -> str:
                   "- **Input name:** `input`, **output name:** `logits`, batch size dynamic"
                   if export.get("format") == "onnx" else "- **Load with:** `torch.jit.load(\"model.pt\")`",
                   f"- **Checked:** largest |exported - PyTorch| logit difference {export.get('max_abs_diff', 0):.2e} "
-                  f"on {_md(str(export.get('check_source', '')))}."]
+                  f"on {_md(str(export.get('check_source', '')))}" + _limit(export) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _limit(export: dict[str, Any]) -> str:
+    """How the parity limit was set: 1e-4, scaled by the largest logit when that is above 1."""
+    limit = export.get("tolerance")
+    if limit is None:
+        return ""
+    largest = float(export.get("max_abs_logit") or 0.0)
+    if largest <= 1.0:
+        return f" (limit {limit:.0e})"
+    return (f" (limit {limit:.2e} = 1e-4 x the largest |logit| {largest:.3g}, because float32 round-off "
+            "grows with the size of the numbers)")
 
 
 def _model_info(name: str, channels: int, num_classes: int, size: int):

@@ -29,6 +29,28 @@ HIGH_MAX_ENTROPY = 0.25  # ... and normalised entropy at most this
 LOW_MAX_PROB = 0.6  # "low": top probability below this ...
 LOW_MIN_ENTROPY = 0.6  # ... or normalised entropy above this; everything else is "moderate"
 
+def confidence_rules() -> str:
+    """The confidence levels' rules in plain words (Markdown), from the thresholds above.
+
+    The Classify page shows this text, so what it says cannot drift from what
+    :func:`confidence_level` does.
+
+    Returns:
+        A short Markdown list.
+    """
+    return (
+        f"- **High**: the top class gets at least {HIGH_MIN_PROB:.0%} **and** the normalised entropy is at most "
+        f"{HIGH_MAX_ENTROPY:g} (the rest of the probability is not spread over the other classes).\n"
+        f"- **Low**: the top class gets less than {LOW_MAX_PROB:.0%} **or** the normalised entropy is above "
+        f"{LOW_MIN_ENTROPY:g}: check this case yourself.\n"
+        "- **Moderate**: everything in between.\n\n"
+        "The normalised entropy is the predictive entropy -sum p log p divided by its largest possible value "
+        "(log of the number of classes): 0 when all the probability is on one class, 1 when it is spread evenly. "
+        "With two classes it is the stricter rule: high needs about 96 % and anything under about 85 % is low. "
+        "For multi-label models each label is a yes/no call and the least certain label sets the level."
+    )
+
+
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise StudioError(f"Unknown task '{task}'; use one of {', '.join(TASKS)}.")
@@ -292,6 +314,8 @@ def mc_dropout_predict(
     n_passes: int = 20,
     seed: int = 0,
     task: str = "multi-class",
+    tta: bool = False,
+    temperature: float = 1.0,
 ) -> dict:
     """Monte-Carlo dropout: average several stochastic forward passes.
 
@@ -311,6 +335,10 @@ def mc_dropout_predict(
         n_passes: number of stochastic passes (>= 1).
         seed: seed of the dropout masks.
         task: "multi-label" applies a sigmoid per label; every other task a softmax.
+        tta: in every pass, average the logits of the batch and of its mirror image (as
+            :func:`core.inference.predict_tensor` does).
+        temperature: divide each pass's logits by this before the softmax/sigmoid (the
+            run's fitted temperature for calibrated probabilities).
 
     Returns:
         {"mean": (B, K) mean probabilities, "std": (B, K) population std (ddof=0) of the
@@ -320,6 +348,8 @@ def mc_dropout_predict(
     _check_task(task)
     if n_passes < 1:
         raise StudioError(f"MC dropout needs at least one pass, got n_passes={n_passes}.")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise StudioError(f"The temperature must be a positive number, got {temperature}.")
     modes = {m: m.training for m in model.modules()}
     stochastic = has_dropout(model)
     passes = n_passes if stochastic else 1
@@ -338,6 +368,9 @@ def mc_dropout_predict(
                 if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
                     raise StudioError("MC dropout needs a model that returns one (batch, classes) tensor of logits.")
                 logits = logits.double()
+                if tta:
+                    logits = 0.5 * (logits + model(torch.flip(x, dims=[3])).double())
+                logits = logits / float(temperature)
                 p = torch.sigmoid(logits) if task == "multi-label" else torch.softmax(logits, dim=1)
                 probs.append(p.cpu().numpy())
     finally:

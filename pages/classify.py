@@ -13,15 +13,6 @@ DETAILED = 12  # images shown in full; the table lists them all
 LEVEL_BOX = {"high": st.success, "moderate": st.info, "low": st.warning}
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def load_model(run_dir: str, stamp: str):
-    """A run's best model on the CPU in eval mode (shared by sessions: inference only)."""
-    from core.inference import load_run_model
-    from core.runs import Run
-
-    return load_run_model(Run(Path(run_dir)), "best", device="cpu")
-
-
 def usable_runs() -> list[dict]:
     from core.runs import Run
 
@@ -55,29 +46,43 @@ def read_uploads(lm, files) -> list[dict]:
     return good
 
 
-def predict_all(lm, items: list[dict], tta: bool, calibrated: bool) -> None:
+def predict_all(shared, items: list[dict], tta: bool, calibrated: bool, mc_passes: int | None) -> None:
+    """Probabilities (and with Monte-Carlo dropout their spread) for every item, in place."""
     import torch
 
-    from core.inference import describe_prediction, predict_tensor
+    from core.inference import describe_prediction, predict_tensor, preprocess
+    from core.uncertainty import mc_dropout_predict, predictive_entropy
 
+    lm = shared.lm
     for start in range(0, len(items), 64):
         chunk = items[start:start + 64]
-        out = predict_tensor(lm, torch.stack([it["tensor"] for it in chunk]), tta=tta, calibrated=calibrated)
-        for it, probs in zip(chunk, out["probs"]):
-            it["probs"] = probs
-            it["about"] = describe_prediction(lm, probs)
+        batch = torch.stack([it["tensor"] for it in chunk])
+        with shared.lock:
+            if mc_passes:
+                out = mc_dropout_predict(lm.model, preprocess(lm, batch), n_passes=mc_passes, seed=0, task=lm.task,
+                                         tta=tta, temperature=lm.temperature if calibrated else 1.0)
+                probs, spread = out["mean"], out["std"]
+            else:
+                probs, spread = predict_tensor(lm, batch, tta=tta, calibrated=calibrated)["probs"], None
+        entropy = predictive_entropy(probs, lm.task)
+        for j, it in enumerate(chunk):
+            it["probs"] = probs[j]
+            it["spread"] = None if spread is None else spread[j]
+            it["entropy"] = float(entropy[j])
+            it["about"] = describe_prediction(lm, probs[j])
 
 
-def show_one(lm, it: dict, method: str, method_label: str) -> None:
+def show_one(shared, it: dict, method: str, method_label: str, mc_passes: int | None) -> None:
     from core.explain import explain, overlay
     from core.inference import preprocess
 
+    lm = shared.lm
     about = it["about"]
     with st.container(border=True):
         c1, c2, c3 = st.columns([1, 1, 2], gap="medium")
         c1.image(it["image"], caption=it["name"], width="stretch")
         with c2:
-            with ui.guard(f"explaining {it['name']}", "try another explanation method"):
+            with ui.guard(f"explaining {it['name']}", "try another explanation method"), shared.lock:
                 x = preprocess(lm, it["tensor"].unsqueeze(0))[0]
                 heat = explain(lm, x, target=about["index"], method=method)
                 st.image(overlay(it["image"], heat), caption=f"{method_label}: red marks what drove the answer",
@@ -85,21 +90,59 @@ def show_one(lm, it: dict, method: str, method_label: str) -> None:
         with c3:
             st.markdown(f"### {about['label']}")
             LEVEL_BOX.get(about["level"], st.info)(about["sentence"])
-            st.plotly_chart(charts.probability_bars(lm.class_names, it["probs"]), key=f"p-{it['name']}-{id(it)}")
+            st.caption(f"Top probability {about['probability']:.1%} · predictive entropy {it['entropy']:.3f} nats "
+                       f"(normalised {about['entropy_norm']:.2f}, where 0 is certain and 1 is a uniform guess)")
+            st.plotly_chart(charts.probability_bars(lm.class_names, it["probs"], spread=it["spread"]),
+                            key=f"p-{it['name']}-{id(it)}")
+            if it["spread"] is not None:
+                st.dataframe(spread_table(lm.class_names, it["probs"], it["spread"]), hide_index=True,
+                             key=f"mc-{it['name']}-{id(it)}")
+                st.caption(f"Monte-Carlo dropout, {mc_passes} passes: the mean probability and its spread "
+                           "(standard deviation over the passes). A wide spread means the answer hangs on "
+                           "which units happen to be dropped, a sign of uncertainty.")
+
+
+def spread_table(class_names, probs, spread) -> pd.DataFrame:
+    """Mean probability and spread (std over Monte-Carlo passes) per class."""
+    return pd.DataFrame({"class": list(class_names), "mean probability": [round(float(p), 4) for p in probs],
+                         "spread (std)": [round(float(s), 4) for s in spread]})
 
 
 def results_table(lm, items: list[dict]) -> pd.DataFrame:
     rows = []
     for it in items:
         row = {"file": it["name"], "label": it["about"]["label"], "probability": round(it["about"]["probability"], 4),
-               "confidence": it["about"]["level"]}
+               "confidence": it["about"]["level"], "entropy (nats)": round(it["entropy"], 4)}
         row.update({f"p({c})": round(float(p), 4) for c, p in zip(lm.class_names, it["probs"])})
+        if it["spread"] is not None:
+            row.update({f"spread({c})": round(float(s), 4) for c, s in zip(lm.class_names, it["spread"])})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def mc_options(lm) -> int | None:
+    """The Monte-Carlo dropout switch and its number of passes; None when off."""
+    from core.uncertainty import has_dropout
+
+    usable = has_dropout(lm.model)
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+    on = c1.checkbox(
+        "Monte-Carlo dropout (N passes)", key="mc_on", disabled=not usable,
+        help="Run the image N times with the model's dropout left on and report the mean probability and its "
+             "spread (standard deviation): a wide spread means the model is unsure. N times the work."
+        if usable else f"Not available: {lm.model_name} has no dropout layers, so every pass would give the same "
+                       "answer. Pick a model that has dropout to use it.")
+    passes = c2.number_input("N (passes)", min_value=2, max_value=200, value=20, step=1, key="mc_passes",
+                             disabled=not (usable and on))
+    if not usable:
+        st.caption(f"Monte-Carlo dropout is off for {lm.model_name}: it has no dropout layers.")
+    return int(passes) if usable and on else None
+
+
 def main() -> None:
     from core.explain import METHOD_LABELS, list_methods
+    from core.uncertainty import confidence_rules
+    from studio.run_models import shared_model
 
     st.title("Classify new images")
     runs = usable_runs()
@@ -115,7 +158,8 @@ def main() -> None:
 
     run = Run(Path(row["dir"]))
     with st.spinner("Loading the model..."):
-        lm = load_model(str(run.dir), ui.file_stamp(run.best_checkpoint))
+        shared = shared_model(run)
+    lm = shared.lm
     st.caption(f"{lm.model_name} · {lm.image_size} × {lm.image_size} px · "
                f"{'grayscale' if lm.channels == 1 else 'colour'} · classes: {', '.join(lm.class_names)}")
     methods = list_methods()
@@ -129,6 +173,10 @@ def main() -> None:
     calibrated = c3.checkbox("Calibrated probabilities",
                              help=f"Rescale the probabilities (temperature {lm.temperature:.2f}, fitted on the "
                                   "validation images) so that '80 %' is right about 80 % of the time.")
+    mc_passes = mc_options(lm)
+    with st.expander("How confident is the answer?", icon=":material/help:"):
+        st.markdown("Every answer comes with its top probability, its predictive entropy and a level in plain "
+                    "words:\n\n" + confidence_rules())
     files = st.file_uploader("Images to classify", type=IMAGE_TYPES, accept_multiple_files=True,
                              help="PNG, JPEG, BMP or TIFF; one or many. Each is resized to the model's input size.")
     if not files:
@@ -138,7 +186,7 @@ def main() -> None:
     if not items:
         return
     with st.spinner("Classifying..."):
-        predict_all(lm, items, tta, calibrated)
+        predict_all(shared, items, tta, calibrated, mc_passes)
     if len(items) > 1:
         table = results_table(lm, items)
         st.dataframe(table, hide_index=True)
@@ -147,7 +195,7 @@ def main() -> None:
     if len(items) > DETAILED:
         st.caption(f"Details for the first {DETAILED} images; the table above lists all {len(items)}.")
     for it in items[:DETAILED]:
-        show_one(lm, it, method, METHOD_LABELS.get(method, method))
+        show_one(shared, it, method, METHOD_LABELS.get(method, method), mc_passes)
 
 
 with ui.guard("showing the classify page"):

@@ -42,6 +42,28 @@ def read_run(run_id: str) -> dict:
     return _read_run(str(ui.store().root), run_id, stamp)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _read_predictions(root: str, run_id: str, stamp: str) -> dict | None:
+    from core.runs import Run
+
+    preds = Run(Path(root) / run_id).predictions()
+    if preds is None or "test_scores" not in preds or "test_labels" not in preds:
+        return None
+    return {k: preds[k] for k in ("test_scores", "test_labels", "test_logits") if k in preds}
+
+
+def read_predictions(run_id: str) -> dict | None:
+    """A run's saved test scores, labels and (neural networks) logits, cached until the file changes."""
+    run = ui.store().get(run_id)
+    return _read_predictions(str(ui.store().root), run_id, ui.file_stamp(run.predictions_path))
+
+
+def task_and_classes(r: dict, data: dict) -> tuple[str | None, list[str] | None]:
+    test = data[r["run_id"]]["eval"].get("test") or {}
+    meta = data[r["run_id"]]["meta"]
+    return test.get("task") or meta.get("task"), test.get("class_names") or meta.get("class_names")
+
+
 def metrics_table(selected: list[dict], data: dict) -> None:
     rows = []
     for r in selected:
@@ -128,6 +150,127 @@ def claims_section(selected: list[dict]) -> None:
                                                                    "difference")})
     st.caption("Papers train longer, on their own splits and sometimes at other sizes; a gap is a reason to look "
                "closer, not proof either way.")
+
+
+def with_predictions(selected: list[dict], data: dict) -> list[tuple[dict, dict, str, list[str]]]:
+    """(run, test predictions, task, class names) for the selected runs that saved predictions;
+    says which runs have none."""
+    found, missing = [], []
+    for r in selected:
+        preds = read_predictions(r["run_id"])
+        task, names = task_and_classes(r, data)
+        if preds is None or not task or not names:
+            missing.append(r["label"])
+        else:
+            found.append((r, preds, task, names))
+    if missing:
+        st.caption(f"No saved test predictions for {', '.join(missing)} (unfinished, or trained by an older "
+                   "version: `python -m core eval RUN_ID` writes them).")
+    return found
+
+
+def uncertainty_section(selected: list[dict], data: dict) -> None:
+    from core.uncertainty import per_class_uncertainty
+
+    rows = []
+    for r, preds, task, names in with_predictions(selected, data):
+        for c in per_class_uncertainty(preds["test_scores"], preds["test_labels"], names, task):
+            rows.append({"Run": r["label"], "Class": c["class"], "Test images": c["n"],
+                         "Mean entropy (nats)": c["mean_entropy"], "Mean top probability": c["mean_max_prob"],
+                         "Spread of top probability (std)": c["std_max_prob"]})
+    if not rows:
+        st.info("No per-class uncertainty yet: it is computed from a finished run's saved test predictions.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.3f") for c in
+        ("Mean entropy (nats)", "Mean top probability", "Spread of top probability (std)")})
+    st.caption("Grouped by the true class of each test image, as in the ARN-CNN paper (seed 001): the mean "
+               "predictive entropy (0 = certain) and the mean and spread (standard deviation) of the top "
+               "probability. A class with high entropy or a wide spread is one the model is often unsure about.")
+
+
+def calibration_section(selected: list[dict], data: dict) -> None:
+    from core.calibration import calibration_report
+
+    reports = []
+    for r, preds, task, names in with_predictions(selected, data):
+        temperature = data[r["run_id"]]["meta"].get("temperature")
+        reports.append((r, calibration_report(preds["test_scores"], preds["test_labels"], task,
+                                              preds.get("test_logits"), temperature)))
+    if not reports:
+        st.info("No reliability diagrams yet: they are drawn from a finished run's saved test predictions.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "Run": r["label"], "ECE as trained": rep["before"]["ece"], "Temperature": rep["temperature"],
+        "ECE with temperature": rep["after"]["ece"] if rep["after"] else None} for r, rep in reports]),
+        hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                        for c in ("ECE as trained", "Temperature", "ECE with temperature")})
+    st.caption("On the test split. A calibrated model's points lie on the dotted diagonal: of the answers given "
+               "with 80 % confidence, 80 % are right. The temperature was fitted on the validation split; "
+               "Classify applies it when you tick 'Calibrated probabilities'. ECE is the expected calibration "
+               "error (lower is better).")
+    for start in range(0, len(reports), 3):
+        cols = st.columns(3)
+        for col, (r, rep) in zip(cols, reports[start:start + 3]):
+            col.plotly_chart(charts.reliability_chart(rep, r["name"]), key=f"rel-{r['run_id']}")
+
+
+def explanation_section(selected: list[dict]) -> None:
+    from core.explain import METHOD_LABELS, overlay
+    from core.paths import data_dir
+    from core.runs import Run
+    from studio import side_by_side
+
+    found = side_by_side.groups(selected)
+    if not found:
+        st.info("Heatmaps need a finished neural-network run (classical baselines have none).")
+        return
+    keys = sorted(found, key=lambda k: -len(found[k]))
+    key = keys[0]
+    if len(keys) > 1:
+        st.info("Only runs of the same dataset and image size can be shown the same test images; the selected "
+                "runs were trained on different ones, so pick which to compare.", icon=":material/info:")
+        key = st.selectbox("Runs trained on", keys, key="explain_group",
+                           format_func=lambda k: f"{ui.dataset_label(k[0])}, {k[1]} px ({len(found[k])} runs)")
+    runs = found[key]
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    methods = list(METHOD_LABELS)
+    method = c1.selectbox("Explanation method", methods, format_func=METHOD_LABELS.get, key="explain_method",
+                          help="Grad-CAM is quick and shows regions; the others work pixel by pixel and take longer.")
+    if c2.button("Draw other images", icon=":material/casino:", key="explain_redraw"):
+        st.session_state["explain_draw"] = st.session_state.get("explain_draw", 0) + 1
+    draw = st.session_state.get("explain_draw", 0)
+    first = Run(Path(runs[0]["dir"]))
+    sample = None
+    with ui.guard("loading the test images", "check that the dataset is in the data directory, then reload"):
+        sample = side_by_side.test_sample(str(first.dir), side_by_side.params_stamp(first), str(data_dir()), draw)
+    if sample is None:
+        return
+    with st.spinner("Explaining the test images..."):
+        results = {}
+        for r in runs:
+            run = Run(Path(r["dir"]))
+            with ui.guard(f"explaining the images with {r['name']}", "try another explanation method"):
+                results[r["run_id"]] = side_by_side.explained(str(run.dir), ui.file_stamp(run.best_checkpoint),
+                                                              sample["images"], method)
+    widths = [1] * (1 + len(runs))
+    head = st.columns(widths)
+    head[0].markdown("**Test image**")
+    for col, r in zip(head[1:], runs):
+        col.markdown(f"**{r['label']}**")
+    for i, (image, truth, index) in enumerate(zip(sample["images"], sample["truth"], sample["indices"])):
+        shown = side_by_side.display_image(image)
+        cols = st.columns(widths)
+        cols[0].image(shown, caption=f"{sample['split']} image {index} · true: {truth}", width="stretch")
+        for col, r in zip(cols[1:], runs):
+            if r["run_id"] not in results:
+                continue
+            res = results[r["run_id"]][i]
+            mark = "" if sample["task"] == "multi-label" else ("✓ " if res["label"] == truth else "✗ ")
+            col.image(overlay(shown, res["heat"]), caption=f"{mark}{res['label']} · {res['probability']:.0%}",
+                      width="stretch")
+    st.caption(f"{METHOD_LABELS[method]} of each model's own answer (red: what drove it). Under each heatmap: the "
+               "predicted class and its probability; ✓ when it is the true class.")
 
 
 def manage(rows: list[dict]) -> None:
@@ -221,6 +364,12 @@ def main() -> None:
         per_class_section(selected, data)
         st.subheader("What the papers claim")
         claims_section(selected)
+        st.subheader("How sure were the models? Uncertainty per class")
+        uncertainty_section(selected, data)
+        st.subheader("Calibration: can the probabilities be trusted?")
+        calibration_section(selected, data)
+        st.subheader("The same test images, explained by each model")
+        explanation_section(selected)
     else:
         st.info("Pick runs above to compare them in detail.")
     st.subheader("Accuracy against size and training time")

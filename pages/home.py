@@ -49,6 +49,8 @@ def main() -> None:
         "Finally, classify new images: every answer comes with its probabilities, a confidence you "
         "can read, and a heatmap of the regions that drove it."
     )
+    if ui.limits_text():
+        st.info(ui.limits_text(), icon=":material/info:")
     left, right = st.columns([3, 2], gap="large")
     with left, st.container(border=True):
         st.subheader("Quick start")

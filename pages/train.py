@@ -33,8 +33,13 @@ def pick_data():
     spec = c1.selectbox("Dataset", options, format_func=ui.dataset_label,
                         help="MedMNIST datasets in the data directory, and image folders you imported "
                              "on the Datasets page.")
-    sizes = on_disk[spec] if spec in on_disk else list(IMAGE_SIZES)
-    size = c2.selectbox("Image size (px)", sizes, index=0 if spec in on_disk else 1,
+    allowed = ui.limits().image_sizes or IMAGE_SIZES
+    sizes = [s for s in (on_disk[spec] if spec in on_disk else IMAGE_SIZES) if s in allowed]
+    if not sizes:
+        st.warning(f"{ui.dataset_label(spec)} is on disk only at sizes this demo does not train on; "
+                   f"download it at {' or '.join(map(str, allowed))} px on the Datasets page.")
+        st.stop()
+    size = c2.selectbox("Image size (px)", sizes, index=0 if spec in on_disk else min(1, len(sizes) - 1),
                         help="Sizes on disk for MedMNIST; your own images are resized to the size you pick. "
                              "Larger images show more detail but each epoch takes longer.")
     return spec, int(size)
@@ -81,8 +86,11 @@ def advanced(base, spec: str, size: int, model_supports_pretrained: bool) -> dic
     v = {}
     with st.expander("Advanced settings", icon=":material/tune:"):
         c1, c2, c3 = st.columns(3)
-        v["epochs"] = c1.number_input("Epochs", 1, MAX_EPOCHS, base.epochs, help="How many times the model sees "
-                                      "every training image. More epochs can learn more but take longer.")
+        cap = min(MAX_EPOCHS, ui.limits().max_epochs or MAX_EPOCHS)
+        v["epochs"] = c1.number_input("Epochs", 1, cap, min(base.epochs, cap),
+                                      help="How many times the model sees every training image. More epochs can "
+                                           "learn more but take longer." + (f" This demo allows at most {cap}."
+                                                                            if cap < MAX_EPOCHS else ""))
         v["batch_size"] = c2.number_input("Batch size", 1, MAX_BATCH, base.batch_size, help="Images per training "
                                           "step. Larger batches are faster per image but need more memory.")
         v["lr"] = c3.number_input("Learning rate", 1e-6, 10.0, float(base.lr), step=1e-4, format="%.5f",
@@ -179,17 +187,19 @@ def model_card(model: str, size: int, facts: dict, batch: int, epochs: int) -> N
 
 
 def launch(spec: str, size: int, models: list[str], recipe: str, changed: dict, name: str) -> list[str]:
-    """Validate every run first, then queue them all (so a bad setting queues nothing)."""
-    from core.train import build_params, make_config, validate
+    """Queue one run per model. ``JobRunner.submit_many`` validates every run (and the
+    demo's limits) first, so a bad setting queues nothing."""
+    from core.train import build_params, make_config
 
-    configs = [validate(make_config(spec, m, recipe, image_size=size, **changed)) for m in models]
-    ids = []
+    configs = [make_config(spec, m, recipe, image_size=size, **changed) for m in models]
+    jobs = []
     for cfg in configs:
         if name:
             label = f"{name} ({cfg.model})" if len(configs) > 1 else name
         else:
             label = ui.default_run_name(cfg.model, spec, size)
-        ids.append(ui.runner().submit(build_params(cfg), name=label, owner=ui.session_owner()))
+        jobs.append((build_params(cfg), label))
+    ids = ui.runner().submit_many(jobs, owner=ui.session_owner())
     st.session_state.setdefault("my_runs", []).extend(ids)
     return ids
 
@@ -206,11 +216,11 @@ def run_panel(store, row: dict) -> None:
         head.markdown(f"{ui.STATUS_ICONS.get(status, '')} **{title}** · {ui.status_label(status)}")
         if status in ui.ACTIVE and button.button("Cancel", key=f"cancel-{run_id}", icon=":material/stop_circle:"):
             with ui.guard("cancelling the run"):
-                ui.runner().cancel(run_id)
+                ui.runner().cancel(run_id, owner=ui.session_owner())
                 st.toast("Stopping the run; its best model so far is kept.")
         if status in ("cancelled", "interrupted", "failed") and button.button("Resume", key=f"resume-{run_id}"):
             with ui.guard("resuming the run"):
-                ui.runner().submit_existing(run_id)
+                ui.runner().submit_existing(run_id, owner=ui.session_owner())
                 st.toast("Queued again; it continues from its last checkpoint.")
         epochs = meta.get("epochs") or row.get("epochs") or "?"
         if status == "running":
@@ -265,6 +275,14 @@ def live_runs() -> None:
         store = ui.store()
         mine = set(st.session_state.get("my_runs", []))
         rows = [r for r in store.list_runs() if r["status"] in ui.ACTIVE or r["run_id"] in mine]
+        if ui.limits().own_runs_only:
+            # On a shared server a visitor follows (and can cancel) only their own runs.
+            owner = ui.session_owner()
+            others = sum(r["owner"] != owner and r["status"] in ui.ACTIVE for r in rows)
+            rows = [r for r in rows if r["owner"] == owner]
+            if others:
+                st.caption(f"{others} run{'s' if others != 1 else ''} of other visitors "
+                           f"{'are' if others != 1 else 'is'} queued or training; yours take turns with them.")
         if not rows:
             st.info("Nothing is training right now. Runs you start appear here with live curves; "
                     "finished runs are on the Compare page.")
@@ -278,6 +296,8 @@ def main() -> None:
     from core.train import make_config
 
     st.title("Train a model")
+    if ui.limits_text():
+        st.info(ui.limits_text(), icon=":material/info:")
     spec, size = pick_data()
     facts = ui.dataset_facts(spec, size)
     left, right = st.columns([3, 2], gap="large")

@@ -1,6 +1,7 @@
 """Entry point of the browser studio: ``streamlit run studio/app.py``.
 
-It only sets up the page and routes; each page is one script in ``pages/``.
+It only sets up the page, asks for sign-in when the operator configured it, and routes;
+each page is one script in ``pages/``.
 """
 
 import sys
@@ -16,6 +17,7 @@ import streamlit as st  # noqa: E402
 from studio import ui  # noqa: E402
 
 st.set_page_config(page_title="Medical Image Studio", page_icon=":material/stethoscope:", layout="wide")
+ui.require_sign_in()  # only when the operator configured [auth] in secrets.toml
 
 navigation = st.navigation([
     st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True),

@@ -98,13 +98,28 @@ def step_curves(steps: Sequence[Mapping[str, Any]]) -> go.Figure:
     return _layout(fig, "Every logged step", 280)
 
 
-def probability_bars(class_names: Sequence[str], probs: Sequence[float], title: str | None = None) -> go.Figure:
-    """Horizontal bars of one image's probability per class, the winner highlighted."""
+def probability_bars(class_names: Sequence[str], probs: Sequence[float], title: str | None = None,
+                     spread: Sequence[float] | None = None) -> go.Figure:
+    """Horizontal bars of one image's probability per class, the winner highlighted.
+
+    Args:
+        class_names: one name per bar.
+        probs: the probabilities (the mean over passes for Monte-Carlo dropout).
+        title: optional chart title.
+        spread: optional standard deviation per class, drawn as error bars and written
+            beside the value ("62% ± 8%").
+    """
     p = np.asarray(probs, dtype=float)
     top = int(p.argmax()) if p.size else -1
     colours = ["#0f766e" if i == top else "#94a3b8" for i in range(len(p))]
-    fig = go.Figure(go.Bar(x=p, y=list(class_names), orientation="h", marker_color=colours,
-                           text=[f"{v:.0%}" for v in p], textposition="outside", cliponaxis=False))
+    if spread is None:
+        text, error = [f"{v:.0%}" for v in p], None
+    else:
+        s = np.asarray(spread, dtype=float)
+        text = [f"{v:.0%} ± {e:.0%}" for v, e in zip(p, s)]
+        error = dict(type="data", array=s, color="#334155", thickness=1.5, width=4)
+    fig = go.Figure(go.Bar(x=p, y=list(class_names), orientation="h", marker_color=colours, error_x=error,
+                           text=text, textposition="outside", cliponaxis=False))
     fig.update_xaxes(range=[0, 1.12], tickformat=".0%", title_text="probability")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title, max(180, 40 + 34 * len(p)))
@@ -162,3 +177,31 @@ def scatter_runs(df: pd.DataFrame, x: str, y: str, x_label: str, y_label: str, l
                                  hoverinfo="skip",
                                  marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(width=2, color="#111827"))))
     return _layout(fig, f"{y_label} vs {x_label}", 380)
+
+
+def reliability_chart(report: Mapping[str, Any], title: str) -> go.Figure:
+    """A reliability diagram: accuracy against confidence per bin, before and after temperature.
+
+    Args:
+        report: :func:`core.calibration.calibration_report`'s result (``before``, ``after``
+            or None, ``temperature``).
+        title: the chart's title (the run's name).
+    """
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                             line=dict(color="#cbd5e1", dash="dot")))
+    curves = [("before", f"as trained (ECE {report['before']['ece']:.3f})", "#f59e0b")]
+    if report.get("after") is not None:
+        curves.append(("after", f"temperature {report['temperature']:.2f} (ECE {report['after']['ece']:.3f})",
+                       "#0f766e"))
+    for key, name, colour in curves:
+        d = report[key]
+        keep = [i for i, n in enumerate(d["count"]) if n]
+        fig.add_trace(go.Scatter(
+            x=[d["confidence"][i] for i in keep], y=[d["accuracy"][i] for i in keep], mode="lines+markers",
+            name=name, line=dict(color=colour), customdata=[d["count"][i] for i in keep],
+            hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} predictions<extra></extra>"))
+    fig.update_xaxes(title_text="confidence (top probability)", range=[0, 1.02])
+    fig.update_yaxes(title_text="share correct", range=[0, 1.02])
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25))
+    return _layout(fig, title, 400)

@@ -92,15 +92,91 @@ def runner():
 
 
 def session_owner() -> str:
-    """A random id for this browser session: it owns the runs and uploads made here."""
+    """Who owns the runs and uploads made here: the signed-in user's e-mail (or subject id)
+    when sign-in is configured, else a random id for this browser session."""
+    user = signed_in_user()
+    if user is not None:
+        return user
     if "owner" not in st.session_state:
         st.session_state["owner"] = uuid.uuid4().hex[:12]
     return st.session_state["owner"]
 
 
 def demo_mode() -> bool:
-    """The hosted demo (``STUDIO_DEMO=1``): people only delete their own runs."""
-    return os.environ.get("STUDIO_DEMO", "").strip() not in ("", "0", "false", "no")
+    """The hosted demo (``STUDIO_DEMO=1``): limits on, people only touch their own runs."""
+    from core.limits import demo_enabled
+
+    return demo_enabled()
+
+
+def limits():
+    """The limits in force (:func:`core.limits.current_limits`)."""
+    from core.limits import current_limits
+
+    return current_limits()
+
+
+def limits_text() -> str:
+    """The demo's limits as one line for a caption; empty outside the demo."""
+    phrases = limits().describe()
+    return ("This is a shared demo: " + "; ".join(phrases) + ".") if phrases else ""
+
+
+# ------------------------------------------------------------------ sign-in (optional)
+def auth_settings() -> dict[str, Any] | None:
+    """The ``[auth]`` section of the operator's secrets.toml, or None when there is none
+    (then the studio has no sign-in at all)."""
+    try:
+        if not st.secrets.load_if_toml_exists() or "auth" not in st.secrets:
+            return None
+        section = st.secrets["auth"]
+        return dict(section) if hasattr(section, "keys") else None
+    except Exception:  # an unreadable secrets file means no sign-in, not a broken page
+        log.exception("could not read the [auth] secrets; sign-in is off")
+        return None
+
+
+def sign_in_providers(auth: dict[str, Any]) -> list[str | None]:
+    """None for a single provider set directly under ``[auth]``, else the names of the
+    ``[auth.<name>]`` sub-sections (each gets its own button)."""
+    if "client_id" in auth:
+        return [None]
+    return [name for name, value in auth.items() if hasattr(value, "keys")]
+
+
+def signed_in_user() -> str | None:
+    """The signed-in person's e-mail (or OIDC subject), when sign-in is configured."""
+    if auth_settings() is None:
+        return None
+    info = st.user.to_dict()
+    if not info.get("is_logged_in"):
+        return None
+    ident = info.get("email") or info.get("sub")
+    return str(ident) if ident else None
+
+
+def require_sign_in() -> None:
+    """When the operator configured ``[auth]``, show a sign-in screen and stop until the
+    visitor has signed in; otherwise do nothing."""
+    auth = auth_settings()
+    if auth is None or signed_in_user() is not None:
+        return
+    st.title("Medical Image Classification Studio")
+    st.write("Sign in to train and use models. Your runs and imported images are kept under your account.")
+    for provider in sign_in_providers(auth) or [None]:
+        label = f"Sign in with {provider.title()}" if provider else "Sign in"
+        if st.button(label, type="primary", icon=":material/login:", key=f"login-{provider}"):
+            try:
+                if provider:
+                    st.login(provider)
+                else:
+                    st.login()
+            except Exception as exc:  # missing Authlib, a typo in secrets.toml
+                log.exception("sign-in failed")
+                st.error(f"Sign-in is set up but could not start ({plain(exc)}); "
+                         "the operator should check the [auth] settings and install streamlit[auth].",
+                         icon=":material/error:")
+    st.stop()
 
 
 @st.cache_data(show_spinner=False)
@@ -125,6 +201,15 @@ def sidebar() -> None:
         if active:
             running = sum(r["status"] == "running" for r in active)
             st.markdown(f"**Training now**  \n{running} running, {len(active) - running} waiting")
+        user = signed_in_user()
+        if user is not None:
+            st.markdown(f"**Signed in as**  \n{user}")
+            if st.button("Sign out", icon=":material/logout:", key="logout"):
+                st.logout()
+        shown = limits().describe()
+        if shown:
+            st.markdown("**Demo limits**  \n" + "  \n".join(f"- {p}" for p in shown))
+            return  # a shared server does not show its directories to visitors
         st.markdown("**Runs are saved in**")
         st.code(str(runs_dir().resolve()), language=None, wrap_lines=True)
         st.markdown("**Datasets are read from**")
@@ -262,19 +347,38 @@ def medmnist_on_disk() -> dict[str, list[int]]:
     return found
 
 
+def owner_folder(owner: str) -> str:
+    """A folder name for an owner: the id itself when it is plain, else a slug and a hash
+    (an e-mail address never becomes a path with dots or slashes in it)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", owner):
+        return owner
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", owner).strip("-_")[:40] or "user"
+    return f"{slug}-{hashlib.sha256(owner.encode()).hexdigest()[:10]}"
+
+
 def uploads_root(owner: str | None = None) -> Path:
-    """Where imported image folders go: ``<data dir>/uploads/<browser session>/``."""
+    """Where imported image folders go: ``<data dir>/uploads/<owner>/``."""
     root = data_dir() / UPLOADS
-    return root / owner if owner else root
+    return root / owner_folder(owner) if owner else root
+
+
+def private_uploads() -> bool:
+    """Whether each session sees only its own imported folders: in the hosted demo and
+    whenever visitors sign in. A local studio without sign-in shares them, because a
+    reloaded page is a new session and its uploads must stay usable."""
+    return limits().private_uploads or auth_settings() is not None
 
 
 def list_uploads(owner: str | None = None) -> list[Path]:
-    """Imported image folders, newest first: this session's only in the hosted demo,
-    everyone's otherwise (a reloaded page is a new session, and its uploads stay usable)."""
-    root = uploads_root(owner if demo_mode() else None)
+    """Imported image folders, newest first: this owner's only when uploads are private
+    (:func:`private_uploads`), everyone's otherwise."""
+    private = private_uploads()
+    if private and not owner:
+        return []
+    root = uploads_root(owner if private else None)
     if not root.is_dir():
         return []
-    pattern = "*" if demo_mode() else "*/*"
+    pattern = "*" if private else "*/*"
     found = [p for p in root.glob(pattern) if p.is_dir() and not p.name.startswith(".")]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
@@ -283,18 +387,27 @@ def save_upload(filename: str, data: bytes, owner: str) -> Path:
     """Extract an uploaded zip of class folders into this session's upload folder.
 
     The folder is named after the zip and its content hash, so uploading the same zip
-    again reuses it and two sessions never write into each other's folders.
+    again reuses it and two sessions never write into each other's folders. The demo's
+    limits on upload size, number of imported folders and zip entries apply.
 
     Returns:
         The folder (ready for :func:`core.data.load_image_folder`).
     """
     from core.data import extract_zip
+    from core.limits import check_upload_size
 
+    lim = limits()
+    check_upload_size(len(data), Path(filename).name, lim)
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(filename).stem).strip("-_")[:40] or "images"
     digest = hashlib.sha256(data).hexdigest()[:8]
     target = uploads_root(owner) / f"{stem}-{digest}"
     if target.is_dir():
         return target
+    if lim.max_uploads is not None and len(list_uploads(owner)) >= lim.max_uploads:
+        raise StudioError(
+            f"you have imported {lim.max_uploads} image folders, the most this demo keeps per visitor; "
+            "train on one of them instead"
+        )
     staging = target.with_name(f".extracting-{target.name}-{uuid.uuid4().hex[:6]}")
     try:
         extract_zip(data, staging)

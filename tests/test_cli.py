@@ -82,6 +82,10 @@ def test_train_runs_eval_resume_cancel_from_the_command_line(capsys, tmp_path, m
 
     code, out, _ = _run(capsys, "eval", run_id, "--runs-dir", runs, "--data-dir", str(medmnist_dir))
     assert code == 0 and f"ACC {test['acc']:.4f}" in out
+    # the default recipe evaluates with mirror images, so `eval --tta` gives eval.json's scores
+    assert run.params()["config"]["tta"] is True
+    code, out, _ = _run(capsys, "eval", run_id, "--tta", "--runs-dir", runs, "--data-dir", str(medmnist_dir))
+    assert code == 0 and "with mirror images" in out and f"ACC {test['acc']:.4f}" in out
 
     code, _, err = _run(capsys, "resume", run_id, "--runs-dir", runs)
     assert code == 2 and "is completed" in err

@@ -269,3 +269,49 @@ def test_measure_latency_returns_fixed_keys_and_restores_mode():
     assert model.training
     with pytest.raises(StudioError):
         measure_latency(model, (), repeats=1)
+
+
+# ---------------------------------------------------------------------------- a run evaluated again
+def test_evaluate_run_with_and_without_test_time_augmentation(tmp_path):
+    from core.data import load_dataset
+    from core.evaluate import evaluate_run
+    from core.inference import load_run_model, preprocess
+    from core.runs import RunStore
+    from helpers_runs import make_run, write_dataset_folder
+
+    folder = write_dataset_folder(tmp_path / "squares")
+    run = make_run(tmp_path / "runs", "medvcnn", dataset=str(folder), steps=10)
+    lm = load_run_model(run)
+    data = load_dataset(str(folder), size=28)
+    x = preprocess(lm, data.images["test"])
+    with torch.no_grad():
+        plain = lm.model(x)
+        flipped = 0.5 * (plain + lm.model(torch.flip(x, dims=[3])))
+    labels = data.labels["test"].numpy()
+    names = list(lm.class_names)
+
+    got = evaluate_run(run)
+    assert set(got) == {"val", "test"} and got["test"]["tta"] is False
+    want = evaluate_predictions(torch.softmax(plain, 1).numpy(), labels, "binary", names)
+    assert got["test"]["n"] == len(labels) == 24
+    for key in ("acc", "auc", "log_loss", "ece"):
+        assert got["test"][key] == pytest.approx(want[key], abs=1e-6), key
+
+    tta = evaluate_run(run, tta=True, splits=("test",))
+    assert set(tta) == {"test"} and tta["test"]["tta"] is True
+    want_tta = evaluate_predictions(torch.softmax(flipped, 1).numpy(), labels, "binary", names)
+    for key in ("acc", "auc", "log_loss", "ece"):
+        assert tta["test"][key] == pytest.approx(want_tta[key], abs=1e-6), key
+    assert tta["test"]["log_loss"] != pytest.approx(got["test"]["log_loss"], abs=1e-6)  # the mirror images count
+
+    calibrated = evaluate_run(run, calibrated=True, splits=("test",))  # T = 1.25 in the checkpoint
+    want_cal = evaluate_predictions(torch.softmax(plain / 1.25, 1).numpy(), labels, "binary", names)
+    assert calibrated["test"]["log_loss"] == pytest.approx(want_cal["log_loss"], abs=1e-6)
+    assert calibrated["test"]["acc"] == got["test"]["acc"]
+    assert json.loads(run.eval_path.read_text())["test"]["n"] == 96  # eval.json is left alone
+
+    with pytest.raises(StudioError, match="no 'train2' split"):
+        evaluate_run(run, splits=("train2",))
+    empty = RunStore(tmp_path / "runs").create_run({"model": "medvcnn", "dataset": str(folder), "image_size": 28})
+    with pytest.raises(StudioError, match="no best checkpoint"):
+        evaluate_run(empty)

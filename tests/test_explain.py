@@ -68,6 +68,14 @@ def test_every_method_on_every_model(name, monkeypatch):
     layer = model_info(name, 1, 3, 28).gradcam_layer
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(1, 1, 28, 28)
+    # The Grad-CAM layer keeps at least 3 x 3 cells at 28 px, or its map would be one colour.
+    seen = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, o: seen.update(shape=o.shape))
+    with torch.no_grad():
+        model.eval()(x)
+    handle.remove()
+    model.train()
+    assert min(seen["shape"][-2:]) >= 3, (name, layer, tuple(seen["shape"]))
     for method in E.list_methods():
         heat = E.explain(model, x, method=method, layer=layer)
         assert isinstance(heat, np.ndarray) and heat.shape == (28, 28), (name, method)
@@ -81,6 +89,31 @@ def test_every_method_on_every_model(name, monkeypatch):
     assert _hooks(model) == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.training, "explain() must give the model back in the mode it came in"
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "densenet121", "inception_v3", "xception"])
+def test_gradcam_is_not_constant_at_28px(name):
+    """These networks shrink their last block to 1 x 1 at 28 px; Grad-CAM must hook a larger map."""
+    from core.models import create_model, model_info
+    from core.models.registry import _REGISTRY
+
+    torch.manual_seed(0)
+    model = create_model(name, 1, 3, 28).eval()
+    info = model_info(name, 1, 3, 28)
+    registered = _REGISTRY[name].gradcam_layer
+    assert info.gradcam_layer != registered  # the deepest block is too small at this size ...
+    assert model_info(name, 1, 3, 224).gradcam_layer == registered  # ... but right at 224 px
+
+    class Loaded:  # duck-typed LoadedModel, so explain() takes the info's layer by default
+        gradcam_layer = info.gradcam_layer
+
+    Loaded.model = model
+    x = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    heat = E.explain(Loaded(), x, method="gradcam")
+    assert heat.std() > 0.05 and len(np.unique(heat)) > 50, f"{name}: a flat Grad-CAM map at 28 px"
+    assert heat.max() == pytest.approx(1.0)
+    # The deepest block's 1 x 1 map upsamples to a constant, which normalize_map makes all zeros.
+    assert E.explain(model, x, method="gradcam", layer=registered).max() == 0.0
 
 
 # ---------------------------------------------------------------------------- what the maps show
@@ -195,6 +228,13 @@ def test_normalize_map_edge_cases():
     out = E.normalize_map(np.array([[np.nan, 1.0], [np.inf, 3.0]]))
     assert np.isfinite(out).all() and out.max() == 1.0 and out.min() == 0.0
     np.testing.assert_allclose(E.normalize_map(np.array([2.0, 4.0, 6.0])), [0.0, 0.5, 1.0])
+    # Flat up to float32 round-off (a 1 x 1 map upsampled bilinearly): nothing to show.
+    v = np.float32(0.3)
+    noisy = np.array([[v, np.nextafter(v, np.float32(1)), np.nextafter(v, np.float32(0))]], dtype=np.float32)
+    assert E.normalize_map(noisy).max() == 0.0
+    # ... but a tiny map that really varies keeps its pattern, whatever its scale.
+    np.testing.assert_allclose(E.normalize_map(np.array([1e-9, 2e-9, 3e-9], dtype=np.float32)), [0.0, 0.5, 1.0],
+                               atol=1e-6)
 
 
 def test_guided_relus_cover_functional_calls():

@@ -192,3 +192,46 @@ def test_adaptive_pools_onnx_cannot_express_are_rewritten(tmp_path):
         expected = model(x).numpy()
     assert _write_onnx(lm, x, expected, tmp_path / "m.onnx") < 1e-5
     assert model[2] is pool  # the original module is back
+
+
+def test_tolerance_scales_with_the_largest_logit():
+    from core.export import TOLERANCE, tolerance
+
+    assert tolerance(np.array([[0.5, -0.2]])) == TOLERANCE  # ordinary logits: 1e-4 absolute
+    assert tolerance(np.array([[-2e7, 1.0]])) == pytest.approx(2e3)  # huge ones: 1e-4 relative
+    assert tolerance(np.array([[np.nan, 3.0]])) == pytest.approx(3e-4)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_untrained_inception_v3_exports_with_a_relative_limit(tmp_path):
+    """Untrained InceptionV3 at 28 px gives logits near 1e7; the ONNX file differs by float32
+    round-off of that size (tens), as PyTorch itself does between batch sizes, not by a bug."""
+    from core.inference import load_run_model, preprocess
+
+    run = make_run(tmp_path / "runs", "inception_v3", dataset=None, steps=0)
+    images, _, _ = square_images(8, seed=4)
+    lm = load_run_model(run)
+    assert not any(m.training for m in lm.model.modules())  # no train-mode batch norm or dropout
+    assert not hasattr(lm.model.net, "AuxLogits") or lm.model.net.AuxLogits is None  # no auxiliary head
+    x = preprocess(lm, images)
+    with torch.no_grad():
+        whole = lm.model(x).numpy().astype(np.float64)
+        one_by_one = np.concatenate([lm.model(x[i:i + 1]).numpy() for i in range(len(x))]).astype(np.float64)
+    largest = np.abs(whole).max()
+    assert largest > 1e5
+    assert np.abs(whole - one_by_one).max() / largest < 1e-5  # PyTorch's own round-off at this scale
+
+    result = export_run(run, "onnx", tmp_path / "out", check_images=images)
+    assert result["tolerance"] == pytest.approx(1e-4 * largest, rel=1e-6)
+    assert 1e-4 < result["max_abs_diff"] < result["tolerance"]  # an absolute 1e-4 limit would have refused it
+    assert result["max_abs_diff"] / largest < 1e-5
+    card = (tmp_path / "out" / "model_card.md").read_text()
+    assert "1e-4 x the largest |logit|" in card and f"{result['tolerance']:.2e}" in card
+
+
+def test_model_card_states_the_absolute_limit_for_ordinary_logits(shared, tmp_path):
+    run, _ = shared
+    result = export_run(run, "torchscript", tmp_path)
+    card = (tmp_path / "model_card.md").read_text()
+    assert result["tolerance"] >= 1e-4
+    assert f"{result['max_abs_diff']:.2e}" in card and "(limit " in card

@@ -40,7 +40,9 @@ COMBOS += [(n, c, s) for n in ("medvcnn", "resnet18", "arn_cnn") for c in (1, 3)
 GRADCAM_SIDE = {
     ("medvcnn", 28): 8,  # 28 -3-> 26 -3-> 24 -pool-> 12 -3-> 10 -3-> 8, padded conv5 keeps 8
     ("medvcnn", 64): 26,  # 64 -> 62 -> 60 -> 30 -> 28 -> 26
-    ("arn_cnn", 28): 2,  # 28 -> 26 -pool-> 13 -block-> 13 -pool-> 6 -3-> 4 -3-> 2
+    # Where the registered layer's map would be under 3 x 3, model_info picks the deepest
+    # sibling block with at least 3 x 3 cells (a 1 x 1 map makes Grad-CAM one colour).
+    ("arn_cnn", 28): 4,  # 28 -> 26 -pool-> 13 -block-> 13 -pool-> 6 -3-> 4 (att1); conv2 would give 2
     ("arn_cnn", 64): 11,  # 64 -> 62 -> 31 -> 31 -> 15 -> 13 -> 11
     ("quadsnet", 28): 14,  # only the first block pools (later inputs are < 16 px)
     ("quadsnet", 64): 8,  # 64 -> 32 -> 16 -> 8, the fourth block does not pool
@@ -49,13 +51,14 @@ GRADCAM_SIDE = {
     ("bloodcnn", 28): 11,  # 28 -> 26 -> 13 -> 11
     ("cnn_lstm", 28): 14,  # padded convs, one pool
     ("resnet18", 28): 4,  # CIFAR stem: 28 -> 28 -> 14 -> 7 -> 4
-    ("resnet18", 64): 2,  # ImageNet stem: /32
+    ("resnet18", 64): 4,  # ImageNet stem: layer4 is /32 (2 x 2), so layer3 (/16)
     ("resnet18", 224): 7,
-    ("vgg16", 28): 2,  # upsampled to 32, four pools before conv 5_3
-    ("densenet121", 28): 1,  # upsampled to 32, /32
-    ("inception_v3", 28): 1,  # upsampled to 75
-    ("inception_v3", 64): 1,
-    ("xception", 28): 1,
+    ("vgg16", 28): 4,  # upsampled to 32; conv 4_3 (three pools), conv 5_3 would give 2
+    ("densenet121", 28): 4,  # upsampled to 32; denseblock2 (/8), denseblock4 would give 1
+    ("inception_v3", 28): 3,  # upsampled to 75; Mixed_6e, Mixed_7c would give 1
+    ("inception_v3", 64): 3,
+    ("xception", 28): 3,  # block2; conv4 would give 1
+    ("mobilenet_v2", 28): 4,  # features.6; features.18 would give 1
 }
 # Side the wrapped ImageNet network receives when the input is smaller than it accepts.
 MIN_SIDE = {"vgg16": 32, "densenet121": 32, "inception_v3": 75}

@@ -253,3 +253,51 @@ def test_per_class_uncertainty_rejects_bad_input():
         per_class_uncertainty(scores, [0, 1, 1], ["a", "b"], "binary")  # one label too many
     with pytest.raises(StudioError):
         per_class_uncertainty(scores * 3, [0, 1], ["a", "b"], "binary")  # not probabilities
+
+
+def test_mc_dropout_with_mirror_images_and_temperature():
+    class Conv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.drop, self.head = nn.Conv2d(1, 4, 3), nn.Dropout(0.5), nn.Linear(4 * 6 * 6, 3)
+
+        def forward(self, x):
+            return self.head(self.drop(self.conv(x).flatten(1)))
+
+    torch.manual_seed(0)
+    model = Conv().eval()
+    x = torch.randn(2, 1, 8, 8)
+    # With dropout off (p = 0), a pass is deterministic: check the arithmetic exactly.
+    model.drop.p = 0.0
+    with torch.no_grad():
+        z = 0.5 * (model(x) + model(torch.flip(x, dims=[3]))).double()
+    out = mc_dropout_predict(model, x, n_passes=3, tta=True, temperature=2.0)
+    np.testing.assert_allclose(out["mean"], torch.softmax(z / 2.0, dim=1).numpy(), rtol=1e-6)
+    assert out["n_passes"] == 1 and not out["std"].any()
+    # With dropout on, a higher temperature flattens the mean and narrows the spread.
+    model.drop.p = 0.5
+    hot = mc_dropout_predict(model, x, n_passes=30, seed=1)
+    cool = mc_dropout_predict(model, x, n_passes=30, seed=1, temperature=5.0)
+    assert hot["std"].mean() > cool["std"].mean() > 0
+    assert cool["entropy"].mean() > hot["entropy"].mean()
+    with pytest.raises(StudioError, match="temperature"):
+        mc_dropout_predict(model, x, temperature=0.0)
+
+
+def test_confidence_rules_text_and_readme_state_the_thresholds():
+    from pathlib import Path
+
+    from core.uncertainty import confidence_rules
+
+    text = confidence_rules()
+    for value in (f"{HIGH_MIN_PROB:.0%}", f"{HIGH_MAX_ENTROPY:g}", f"{LOW_MAX_PROB:.0%}", f"{LOW_MIN_ENTROPY:g}"):
+        assert value in text
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## How confident is the answer?")[1].split("\n## ")[0]
+    assert f"at least {HIGH_MIN_PROB:g}" in section and f"at most {HIGH_MAX_ENTROPY:g}" in section
+    assert f"below {LOW_MAX_PROB:g}" in section and f"above {LOW_MIN_ENTROPY:g}" in section
+    # The two-class equivalents quoted in both places are what confidence_level() does.
+    assert confidence_level(0.959, normalized_entropy(np.array([[0.959, 0.041]]), "binary")[0]) == "high"
+    assert confidence_level(0.957, normalized_entropy(np.array([[0.957, 0.043]]), "binary")[0]) == "moderate"
+    assert confidence_level(0.855, normalized_entropy(np.array([[0.855, 0.145]]), "binary")[0]) == "moderate"
+    assert confidence_level(0.853, normalized_entropy(np.array([[0.853, 0.147]]), "binary")[0]) == "low"

@@ -2,7 +2,8 @@
 
 An :class:`ImageDataset` holds whole splits in memory as uint8 tensors: MedMNIST-sized data
 fits, and a training loop that slices one tensor is several times faster than a per-sample
-PIL pipeline (see ``shared/docs/benchmarks.md``).
+PIL pipeline (see ``shared/docs/benchmarks.md``). Splits too big for memory (MedMNIST+ at
+224 px) are :class:`core.data.ondisk.DiskImages` instead, which index like those tensors.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from core.data.ondisk import DiskImages
 from core.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -67,12 +69,13 @@ class ImportReport:
 
 @dataclass(eq=False)  # tensors have no single truth value; compare datasets by identity
 class ImageDataset:
-    """Images and labels of the train, val and test splits, held in memory.
+    """Images and labels of the train, val and test splits.
 
     Attributes:
         name: what the person calls it ("bloodmnist", the folder's name).
         source: "medmnist" or "folder".
-        images: split -> uint8 tensor (N, C, H, W).
+        images: split -> uint8 tensor (N, C, H, W), or a :class:`~core.data.ondisk.DiskImages`
+            of that shape for a dataset read from disk (indexing it gives such a tensor).
         labels: split -> int64 (N,) class indices for binary, multi-class and ordinal tasks;
             float32 (N, K) of 0/1 for multi-label.
         task: "binary", "multi-class", "multi-label" or "ordinal".
@@ -82,7 +85,7 @@ class ImageDataset:
 
     name: str
     source: str
-    images: dict[str, torch.Tensor] = field(repr=False)
+    images: dict[str, torch.Tensor | DiskImages] = field(repr=False)
     labels: dict[str, torch.Tensor] = field(repr=False)
     task: str
     class_names: list[str]

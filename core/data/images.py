@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from core.errors import ConfigError, DataError
 
@@ -23,6 +24,9 @@ MAX_PIXELS = 40_000_000
 
 # What the folder importer picks up (by extension; the content decides the decoder).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
+_QUOTED_PATH = re.compile(r"""(['"])/[^'"]*\1""")
 
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;16S", "I;32", "I;32S"}
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
@@ -52,7 +56,7 @@ def decode_image(
         A loaded PIL image in mode "L" or "RGB", detached from the file.
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
-        label = name or "the image"
+        label = name or "the uploaded file"
         fp = io.BytesIO(bytes(data))
     elif isinstance(data, (str, os.PathLike)):
         label = name or Path(data).name
@@ -67,7 +71,7 @@ def decode_image(
         try:
             img = Image.open(fp)
         except Image.DecompressionBombError as exc:
-            raise DataError(f"{label} declares an enormous bitmap ({exc}); downscale it below {max_pixels / 1e6:g} megapixels first") from exc
+            raise DataError(f"{label} declares an enormous bitmap ({_reason(exc)}); downscale it below {max_pixels / 1e6:g} megapixels first") from exc
         except Exception as exc:  # Pillow raises many types on hostile input
             raise DataError(f"{label} is not an image that can be read ({_reason(exc)}); use a PNG, JPEG, BMP or TIFF file") from exc
         with img:
@@ -88,7 +92,16 @@ def decode_image(
 
 
 def _reason(exc: BaseException) -> str:
+    """Why Pillow refused a file, in words fit for a person.
+
+    Pillow's messages name the file object (``<_io.BytesIO object at 0x7f...>``) or the
+    server-side path; neither means anything to the person who uploaded the file.
+    """
+    if isinstance(exc, UnidentifiedImageError):
+        return "its content is not a known image format"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = _OBJECT_REPR.sub("the file", text)
+    text = _QUOTED_PATH.sub("the file", text)
     return text[:120]
 
 

@@ -21,6 +21,7 @@ import torch
 
 from core.atomic import atomic_write, write_bytes
 from core.data.dataset import MEDMNIST_TASKS, SPLITS, ImageDataset, ImportReport
+from core.data.npy_cache import images_on_disk, memmap_threshold, npz_headers
 from core.errors import DataError
 from core.paths import data_dir as resolve_data_dir
 
@@ -179,16 +180,21 @@ def read_medmnist_npz(path: str | os.PathLike, flag: str, size: int = 28) -> Ima
         if missing:
             found = ", ".join(sorted(npz.files)) or "nothing"
             raise DataError(f"{name} lacks {', '.join(missing)} (it has {found}); use the official MedMNIST file")
+        disk = _images_on_disk(path, name, f"{flag}_{size}", size, channels, report)
         for split in SPLITS:
-            x = _array(npz, f"{split}_images", name)
+            x = disk[f"{split}_images"] if disk is not None else _array(npz, f"{split}_images", name)
             y = _array(npz, f"{split}_labels", name)
-            _check_images(x, f"{split}_images", name, size, channels)
+            if disk is None:
+                _check_images(x, f"{split}_images", name, size, channels)
             y = _check_labels(y, f"{split}_labels", name, x.shape[0], k, task, flag)
             expected = info["n_samples"][split]
             if x.shape[0] != expected:
                 report.note(f"{split} has {x.shape[0]} images; the official {flag} has {expected}")
-            t = torch.from_numpy(x)
-            images[split] = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+            if disk is not None:
+                images[split] = x  # already (N, C, H, W) on disk
+            else:
+                t = torch.from_numpy(x)
+                images[split] = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
             labels[split] = torch.from_numpy(y)
     return ImageDataset(
         name=flag if size == 28 else f"{flag}_{size}",
@@ -199,6 +205,34 @@ def read_medmnist_npz(path: str | os.PathLike, flag: str, size: int = 28) -> Ima
         class_names=class_names,
         report=report,
     )
+
+
+def _images_on_disk(path: Path, name: str, cache_name: str, size: int, channels: int,
+                    report: ImportReport) -> dict | None:
+    """The images as :class:`DiskImages` when they are too big for memory, else None.
+
+    Only plain uint8 C-order members qualify; anything else goes through the in-memory path,
+    which explains what is wrong with it.
+    """
+    keys = [f"{split}_images" for split in SPLITS]
+    try:
+        headers = npz_headers(path)
+    except Exception:  # a damaged archive: the in-memory path says so
+        return None
+    if any(key not in headers or headers[key][1] != np.uint8 or headers[key][2] for key in keys):
+        return None
+    total = sum(int(np.prod(headers[key][0])) for key in keys)
+    if total <= memmap_threshold():
+        return None
+    for key in keys:  # refuse a wrong shape before spending minutes converting it
+        shape = headers[key][0]
+        _check_images(np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape, (0,) * len(shape)),
+                      key, name, size, channels)
+    cache_dir = path.parent / ".cache" / cache_name
+    disk = images_on_disk(path, keys, cache_dir)
+    report.note(f"the images ({total / 1024**3:.1f} GB) are read from disk a batch at a time, "
+                f"from a copy made once in {cache_dir}")
+    return disk
 
 
 def _reason(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.errors import DataError
+from core.limits import current_limits
 
 # Limits a hand-made dataset zip never comes near; a bomb passes all of them only by being
 # harmless. The ratio is only judged above RATIO_MIN_BYTES, because a tiny text file of
@@ -49,8 +50,14 @@ def check_zip(zf: zipfile.ZipFile, label: str = "the zip") -> list[zipfile.ZipIn
     infos = zf.infolist()
     if not infos:
         raise DataError(f"{label} is empty; zip the folder that holds one sub-folder of images per class")
-    if len(infos) > MAX_ENTRIES:
-        raise DataError(f"{label} has {len(infos)} entries, more than the limit of {MAX_ENTRIES}; split it into smaller zips")
+    max_entries, where = MAX_ENTRIES, ""
+    demo_cap = current_limits().max_zip_files
+    if demo_cap is not None and demo_cap < max_entries:
+        max_entries, where = demo_cap, " in this demo"
+    if len(infos) > max_entries:
+        raise DataError(
+            f"{label} has {len(infos)} entries, more than the limit of {max_entries}{where}; split it into smaller zips"
+        )
     total = compressed = 0
     keep = []
     for info in infos:

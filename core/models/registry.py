@@ -46,7 +46,9 @@ class ModelInfo:
         params: trainable parameters when built from scratch for these channels,
             classes and size.
         gradcam_layer: dotted path of the module Grad-CAM should hook
-            (``model.get_submodule(gradcam_layer)``).
+            (``model.get_submodule(gradcam_layer)``): the registered layer, or at small
+            sizes the deepest of its siblings whose map is at least
+            :data:`MIN_GRADCAM_SIDE` cells per side (see :func:`_gradcam_layer_for_size`).
         recipe: the training recipe key (the seed key for seed models, else ``"default"``).
         mean: per-channel mean to normalise with when training from scratch (3 entries;
             a grayscale pipeline uses the first).
@@ -113,6 +115,10 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+
+#: Grad-CAM shows *where* only when its layer's map has at least this many cells per side:
+#: a 1 x 1 map upsamples to a constant and a 2 x 2 map to little more than a quadrant.
+MIN_GRADCAM_SIDE = 3
 
 # Layers that Monte-Carlo dropout switches on at inference.
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -284,6 +290,7 @@ def _model_info(name: str, in_channels: int, num_classes: int, image_size: int) 
         model = entry.builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size, pretrained=False)
     gradcam_layer = entry.gradcam_layer or _last_conv(model)
     model.get_submodule(gradcam_layer)  # a wrong path is a bug in the registration: fail here, not in the explain page
+    gradcam_layer = _gradcam_layer_for_size(model, gradcam_layer, in_channels, image_size)
     return ModelInfo(
         name=name,
         paper=entry.paper,
@@ -302,3 +309,55 @@ def _model_info(name: str, in_channels: int, num_classes: int, image_size: int) 
         num_classes=num_classes,
         image_size=image_size,
     )
+
+
+def _gradcam_layer_for_size(model: nn.Module, layer: str, in_channels: int, image_size: int) -> str:
+    """The registered Grad-CAM layer, or a shallower one where its map is too small at this size.
+
+    The registered layer is the deepest feature block, right for large inputs; at 28 px the
+    ImageNet networks shrink it to 1 x 1 or 2 x 2 cells (MobileNetV2, DenseNet-121,
+    InceptionV3, Xception, VGG-16), and Grad-CAM then paints the whole image one colour. One
+    forward pass on the ``meta`` device (shapes only, no arithmetic) measures the map of the
+    layer and of its siblings (the other children of its parent: the other dense blocks,
+    Inception modules, MobileNet stages); when the layer's map is smaller than
+    :data:`MIN_GRADCAM_SIDE` per side, the deepest sibling that holds a convolution and
+    whose map is at least that large is taken instead. If the pass cannot run on ``meta``
+    or no sibling is large enough, the registered layer stays.
+
+    Args:
+        model: the network, built on the ``meta`` device.
+        layer: dotted path of the registered (or last-convolution) layer.
+        in_channels: input channels.
+        image_size: input side length.
+
+    Returns:
+        A dotted module path.
+    """
+    parent_path, _, _ = layer.rpartition(".")
+    parent = model.get_submodule(parent_path)
+    siblings = {child: f"{parent_path}.{name}" if parent_path else name for name, child in parent.named_children()}
+    sides: dict[str, tuple[int, int]] = {}  # path -> map size, in the order the forward pass runs them
+
+    def record(module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            path = siblings[module]
+            sides.pop(path, None)  # a module run twice counts where it ran last
+            sides[path] = (int(output.shape[-2]), int(output.shape[-1]))
+
+    handles = [child.register_forward_hook(record) for child in siblings]
+    was_training = model.training
+    try:
+        model.eval()  # batch norm in training mode refuses a 1 x 1 map of one image
+        with torch.no_grad():
+            model(torch.empty(1, in_channels, image_size, image_size, device="meta"))
+    except Exception:  # an operator without a meta kernel: keep the registered layer
+        return layer
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if min(sides.get(layer, (0, 0))) >= MIN_GRADCAM_SIDE or layer not in sides:
+        return layer
+    big = [path for path, (h, w) in sides.items() if min(h, w) >= MIN_GRADCAM_SIDE
+           and any(isinstance(m, nn.Conv2d) for m in model.get_submodule(path).modules())]
+    return big[-1] if big else layer

@@ -9,6 +9,8 @@ quietly trains from random weights when ImageNet weights were asked for.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import pickle
 import re
@@ -36,7 +38,22 @@ def checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def fetch_state_dict(arch: str, url: str, fetch: Callable[[], dict]) -> dict:
+_ARCHITECTURE_ONLY = contextvars.ContextVar("architecture_only", default=False)
+
+
+@contextlib.contextmanager
+def architecture_only():
+    """Inside this block ``pretrained=True`` builds the pretrained architecture (stem, input
+    scaling) without fetching ImageNet weights: for rebuilding a checkpoint that carries
+    its own weights, offline."""
+    token = _ARCHITECTURE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _ARCHITECTURE_ONLY.reset(token)
+
+
+def fetch_state_dict(arch: str, url: str, fetch: Callable[[], dict]) -> dict | None:
     """Run ``fetch`` and turn its failures into one sentence for the user.
 
     Args:
@@ -45,11 +62,13 @@ def fetch_state_dict(arch: str, url: str, fetch: Callable[[], dict]) -> dict:
         fetch: loads the state dict (from the hub cache, downloading it if needed).
 
     Returns:
-        The state dict.
+        The state dict (None inside :func:`architecture_only`).
 
     Raises:
         StudioError: the file is missing and cannot be downloaded, or it cannot be read.
     """
+    if _ARCHITECTURE_ONLY.get():
+        return None
     filename = os.path.basename(urlparse(url).path)
     folder = checkpoint_dir()
     try:

@@ -29,7 +29,8 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import psutil
 
 from core.errors import StudioError
-from core.runs.store import FINAL_STATUSES, Run, RunStore, interrupted_reason, utc_now
+from core.limits import current_limits
+from core.runs.store import FINAL_STATUSES, Run, RunStore, check_owner, interrupted_reason, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -233,28 +234,65 @@ class JobRunner:
 
     # -- public calls -----------------------------------------------------------------------
     def submit(self, params: Mapping[str, Any], name: str | None = None, owner: str | None = None) -> str:
-        """Create a queued run and schedule it.
+        """Create a queued run and schedule it (see :meth:`submit_many`).
 
         Returns:
             The run id.
         """
-        run = self.store.create_run(params, name=name, owner=owner)
-        self.poll()
-        return run.id
+        return self.submit_many([(params, name)], owner=owner)[0]
 
-    def submit_existing(self, run_id: str) -> str:
+    def submit_many(self, jobs: Sequence[tuple[Mapping[str, Any], str | None]], owner: str | None = None) -> list[str]:
+        """Check every job first, then create them all as queued runs and schedule them.
+
+        Params that carry a training ``config`` are validated (:func:`core.train.config.validate`,
+        which applies the demo's limits); in the demo, a session (``owner``) may not have more
+        than ``max_active_runs`` runs queued or running. Nothing is queued when any check fails.
+
+        Args:
+            jobs: ``(params, display name or None)`` per run.
+            owner: who asks (the browser session or signed-in user); None for the command line.
+
+        Returns:
+            The run ids, in the order of ``jobs``.
+
+        Raises:
+            StudioError: a setting out of range, or the session's queue is full.
+        """
+        limits = current_limits()
+        for params, _ in jobs:
+            _check_config(params, limits)
+        with self._lock:  # the count and the creation together: two clicks cannot both slip in
+            if limits.max_active_runs is not None:
+                active = [r for r in self.store.list_runs(status=["queued", "running"]) if r.get("owner") == owner]
+                if len(active) + len(jobs) > limits.max_active_runs:
+                    wanted = f"{len(jobs)} more run{'s' if len(jobs) != 1 else ''}"
+                    raise StudioError(
+                        f"you already have {len(active)} run{'s' if len(active) != 1 else ''} queued or training and "
+                        f"this demo allows {limits.max_active_runs} at a time, so {wanted} cannot be queued; "
+                        "wait for one to finish or cancel one"
+                    )
+            ids = [self.store.create_run(params, name=name, owner=owner).id for params, name in jobs]
+        self.poll()
+        return ids
+
+    def submit_existing(self, run_id: str, owner: str | None = None) -> str:
         """Queue an existing run again (resume after ``interrupted``, ``failed``, ``cancelled``).
 
         The trainer decides from ``checkpoints/last.pt`` where to continue.
+
+        Args:
+            run_id: the run.
+            owner: who asks; in the demo only the run's own owner may resume it.
 
         Returns:
             The run id.
 
         Raises:
-            StudioError: when the run is queued or running already.
+            StudioError: when the run is queued or running already, or not the asker's.
         """
         with self._lock:
             run = self.store.get(run_id)
+            check_owner(run.meta(), owner, "resume")
             status = run.meta().get("status")
             if status in ("queued", "running"):
                 raise StudioError(f"run '{run_id}' is already {status}; wait for it or cancel it first")
@@ -269,12 +307,16 @@ class JobRunner:
         self.poll()
         return run_id
 
-    def cancel(self, run_id: str) -> str:
+    def cancel(self, run_id: str, owner: str | None = None) -> str:
         """Cancel a run.
 
         A queued run is cancelled at once. A running one is asked to stop
         (``cancel.request``); its worker ends it as ``cancelled``, and if it has not
         within ``cancel_grace`` seconds it is terminated (then killed).
+
+        Args:
+            run_id: the run.
+            owner: who asks; in the demo only the run's own owner may cancel it.
 
         Returns:
             The status right after the call: ``"cancelled"``, ``"running"`` (stopping),
@@ -282,6 +324,7 @@ class JobRunner:
         """
         with self._lock:
             run = self.store.get(run_id)
+            check_owner(run.meta(), owner, "cancel")
             status = run.meta().get("status")
             if status == "queued":
                 if self.store.update_meta_if(run_id, ["queued"], status="cancelled", finished=utc_now()) is not None:
@@ -545,6 +588,19 @@ class JobRunner:
             fields = dict(status="interrupted", finished=utc_now(),
                           error=interrupted_reason(run, meta, _cause(exit_code, after_restart)))
         return self.store.update_meta_if(run_id, ["running"], **fields) is not None
+
+
+def _check_config(params: Mapping[str, Any], limits: Any) -> None:
+    config = params.get("config") if isinstance(params, Mapping) else None
+    if not isinstance(config, Mapping):
+        return  # not a training run of core.train (tests and other executors use their own params)
+    from core.train.config import TrainConfig, validate
+
+    try:
+        cfg = TrainConfig.from_dict(dict(config))
+    except TypeError as exc:
+        raise StudioError(f"the run's settings are incomplete ({exc}); choose a dataset and a model") from exc
+    validate(cfg, limits=limits)
 
 
 def _cause(exit_code: int | None, after_restart: bool) -> str:

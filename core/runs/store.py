@@ -176,7 +176,7 @@ class Run:
     # -- params and meta -------------------------------------------------------------
     def params(self) -> dict[str, Any]:
         """The run's configuration (params.json)."""
-        return self._read_json(self.params_path, required=True)
+        return self._read_json(self.params_path, required=True, obj=True)
 
     def write_params(self, params: Mapping[str, Any]) -> None:
         """Write params.json; only once in a run's life.
@@ -193,7 +193,7 @@ class Run:
 
     def meta(self) -> dict[str, Any]:
         """The run's status record (meta.json); ``{}`` before it exists."""
-        return self._read_json(self.meta_path, required=False) or {}
+        return self._read_json(self.meta_path, required=False, obj=True) or {}
 
     def update_meta(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into meta.json (see :meth:`RunStore.update_meta`)."""
@@ -215,15 +215,20 @@ class Run:
         record.setdefault("time", time.time())
         line = (json.dumps(record, default=_json_default) + "\n").encode()
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.metrics_path, "a+b") as fh:
-            # A write cut short (full disk, killed process) leaves a line without its
-            # newline; start a fresh line so only that fragment is lost.
-            if fh.seek(0, os.SEEK_END) > 0:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    line = b"\n" + line
-            fh.write(line)
-            fh.flush()
+        try:
+            with open(self.metrics_path, "a+b") as fh:
+                # A write cut short (full disk, killed process) leaves a line without its
+                # newline; start a fresh line so only that fragment is lost.
+                if fh.seek(0, os.SEEK_END) > 0:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        line = b"\n" + line
+                fh.write(line)
+                fh.flush()
+        except OSError as exc:
+            if exc.filename is not None or exc.errno is None:
+                raise
+            raise OSError(exc.errno, exc.strerror, str(self.metrics_path)) from exc  # say which file
 
     def metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
         """The records of metrics.jsonl, oldest first.
@@ -260,7 +265,7 @@ class Run:
 
     def eval(self) -> dict[str, Any] | None:
         """eval.json, or None before the run was evaluated."""
-        return self._read_json(self.eval_path, required=False)
+        return self._read_json(self.eval_path, required=False, obj=True)
 
     def write_predictions(self, **arrays: Any) -> None:
         """Write predictions.npz, e.g. ``val_scores=..., val_labels=..., test_scores=...``.
@@ -336,7 +341,7 @@ class Run:
         self.cancel_path.unlink(missing_ok=True)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _read_json(self, path: Path, required: bool) -> Any:
+    def _read_json(self, path: Path, required: bool, obj: bool = False) -> Any:
         try:
             text = path.read_text()
         except FileNotFoundError:
@@ -345,12 +350,20 @@ class Run:
                     f"run '{self.id}' has no {path.name} in {self.dir}; the run is damaged, delete it"
                 ) from None
             return None
+        except (OSError, UnicodeDecodeError) as exc:  # a directory in its place, binary junk
+            raise StudioError(f"{path.name} of run '{self.id}' cannot be read ({exc}); fix or delete {path}") from exc
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except ValueError as exc:
             raise StudioError(
                 f"{path.name} of run '{self.id}' is not valid JSON ({exc}); fix or delete {path}"
             ) from exc
+        if obj and not isinstance(value, dict):
+            # Valid JSON of the wrong shape (a hand edit): callers read fields from it.
+            raise StudioError(
+                f"{path.name} of run '{self.id}' holds a JSON {type(value).__name__}, not an object; fix or delete {path}"
+            )
+        return value
 
 
 def last_completed_epoch(run: Run, meta: Mapping[str, Any] | None = None) -> int:
@@ -424,6 +437,25 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
             "use a checkpoint the studio wrote"
         )
     return obj
+
+
+def check_owner(meta: Mapping[str, Any], owner: str | None, action: str) -> None:
+    """In the hosted demo, refuse to ``action`` (delete, cancel, resume) someone else's run.
+
+    Args:
+        meta: the run's meta.json (its ``owner``).
+        owner: who asks; None means the command line or an operator, never refused.
+        action: the verb for the message.
+
+    Raises:
+        StudioError: when the demo is on and the run belongs to another session.
+    """
+    from core.limits import current_limits
+
+    if owner is None or not current_limits().own_runs_only:
+        return
+    if meta.get("owner") != owner:
+        raise StudioError(f"this run was started by someone else, and in this demo you can {action} only your own runs")
 
 
 @contextmanager
@@ -663,17 +695,25 @@ class RunStore:
         self.update_meta(run_id, tags=clean)
         return clean
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, owner: str | None = None) -> None:
         """Remove a run's directory and its index row.
 
+        Args:
+            run_id: the run.
+            owner: who asks (a browser session or signed-in user); in the hosted demo only
+                the run's own owner may delete it. None (the command line) is not checked.
+
         Raises:
-            StudioError: while the run is running (cancel it first).
+            StudioError: while the run is running (cancel it first), or when it is not
+                the asker's in the demo.
         """
         run = self.get(run_id)
         try:
-            status = run.meta().get("status")
+            meta = run.meta()
         except StudioError:
-            status = None  # a damaged run can always be deleted
+            meta = {}  # a damaged run can always be deleted (in the demo, from the command line)
+        check_owner(meta, owner, "delete")
+        status = meta.get("status")
         if status == "running":
             raise StudioError(f"run '{run_id}' is running; cancel it first, then delete it")
         # Move it out of sight first so a listing never shows half a directory.

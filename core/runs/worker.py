@@ -9,6 +9,7 @@ worker.log) or, on SIGTERM without a cancel request, ``interrupted``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -111,7 +112,7 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
     except Exception as exc:
         _ignore_sigterm()
         traceback.print_exc()  # the full story goes to worker.log
-        message = one_line_error(exc)
+        message = one_line_error(exc, store.root)
         logger.error("run %s failed: %s", run.id, message)
         _finish(store, run, "failed", message)
         return 1
@@ -144,8 +145,12 @@ def _may_claim(run: Run, meta: dict[str, Any], refusal: list[str]) -> bool:
     return False
 
 
-def one_line_error(exc: BaseException) -> str:
-    """A one-line message for meta.json: a StudioError's own sentence, else type and first line."""
+def one_line_error(exc: BaseException, runs_root: str | os.PathLike | None = None) -> str:
+    """A one-line message for meta.json: a StudioError's own sentence, a full or read-only
+    disk in words (see :func:`storage_problem`), else the exception's type and first line."""
+    storage = storage_problem(exc, runs_root)
+    if storage is not None:
+        return storage
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     first = lines[0] if lines else ""
     if isinstance(exc, StudioError) and first:
@@ -158,6 +163,38 @@ def one_line_error(exc: BaseException) -> str:
     return message
 
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def storage_problem(exc: BaseException, runs_root: str | os.PathLike | None = None) -> str | None:
+    """What to tell a person when ``exc`` (or what caused it) is a full or unwritable disk.
+
+    Args:
+        exc: the exception that ended the run.
+        runs_root: the runs directory; a permission error counts as "cannot write the runs
+            directory" only for a file inside it (elsewhere it may be a dataset not readable).
+
+    Returns:
+        One sentence naming the file that could not be written, or None for other errors.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError):
+            what = Path(cur.filename).name if cur.filename else "a file of the run"
+            if cur.errno in _DISK_FULL:
+                return (f"the disk is full: {what} could not be written (no space left on the device); "
+                        "free disk space, then resume the run from its last checkpoint")
+            inside = (runs_root is not None and cur.filename is not None
+                      and Path(cur.filename).resolve().is_relative_to(Path(runs_root).resolve()))
+            if cur.errno == errno.EROFS or (cur.errno in (errno.EACCES, errno.EPERM) and inside):
+                return (f"the runs directory cannot be written: {what} could not be saved ({cur.strerror}); "
+                        "fix its permissions, then resume the run from its last checkpoint")
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -166,7 +203,12 @@ def _finish(store: RunStore, run: Run, status: str, error: str | None = None) ->
     fields: dict[str, Any] = {"status": status, "finished": utc_now()}
     if error is not None:
         fields["error"] = error
-    store.update_meta(run.id, **fields)
+    try:
+        store.update_meta(run.id, **fields)
+    except OSError as exc:
+        # The disk may be full for meta.json too. The run stays "running" without a live
+        # worker, which the job runner turns into "interrupted" once this process is gone.
+        logger.error("could not record run %s as %s: %s", run.id, status, exc)
 
 
 def _install_sigterm_handler() -> Any:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from core.limits import Limits
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "rmsprop")
 SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle", "plateau")
@@ -20,7 +23,8 @@ MONITORS = ("val_loss", "val_auc", "val_acc")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 IMAGE_SIZES = (28, 64, 128, 224)
 
-# Caps that keep a mistyped value from starting a week-long job; the demo mode lowers them.
+# Caps that keep a mistyped value from starting a week-long job; the demo mode lowers them
+# further (core.limits).
 MAX_EPOCHS = 500
 MAX_BATCH = 4096
 
@@ -50,6 +54,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)
     loss: str = "auto"  # auto: cross-entropy, or BCE-with-logits for multi-label
     label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 turns it off
     class_weights: bool = False
     weighted_sampler: bool = False
     augment: str = "none"
@@ -95,12 +100,15 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} '{value}' is not offered; choose one of: {', '.join(allowed)}.")
 
 
-def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS) -> TrainConfig:
+def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS, limits: "Limits | None" = None) -> TrainConfig:
     """Refuse settings that cannot train, with a sentence that says what to change.
 
     Args:
         cfg: the settings.
-        max_epochs: the cap on epochs (lower in the hosted demo).
+        max_epochs: the cap on epochs.
+        limits: the hosted demo's limits (epochs, image sizes, dataset size); defaults to
+            :func:`core.limits.current_limits`, so ``STUDIO_DEMO=1`` applies to the pages
+            and the command line alike.
 
     Returns:
         ``cfg`` unchanged when it is valid.
@@ -108,14 +116,35 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS) -> TrainConfig:
     Raises:
         ConfigError: the first problem found.
     """
+    from core.limits import check_dataset_size, current_limits
+
+    limits = limits or current_limits()
+    # A hand-edited params.json or a script may pass text or None; say so instead of a TypeError.
+    for name in ("epochs", "batch_size", "step_size", "early_stopping", "plateau_patience", "seed", "log_every"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name.replace('_', ' ')} must be a whole number (got {value!r}).")
+    for name in ("lr", "momentum", "gamma", "plateau_factor", "weight_decay", "l1", "l2", "grad_clip",
+                 "label_smoothing", "max_minutes", "ema"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            label = "learning rate" if name == "lr" else name.replace("_", " ")
+            raise ConfigError(f"{label} must be a finite number (got {value!r}).")
     if cfg.image_size not in IMAGE_SIZES:
         raise ConfigError(
             f"image size {cfg.image_size} is not offered; choose one of {', '.join(map(str, IMAGE_SIZES))}."
         )
-    if not isinstance(cfg.epochs, int) or cfg.epochs < 1:
+    if limits.image_sizes is not None and cfg.image_size not in limits.image_sizes:
+        raise ConfigError(
+            f"image size {cfg.image_size} is not offered in this demo; choose one of "
+            f"{', '.join(map(str, limits.image_sizes))}."
+        )
+    if isinstance(cfg.epochs, bool) or not isinstance(cfg.epochs, int) or cfg.epochs < 1:
         raise ConfigError(f"epochs must be at least 1 (got {cfg.epochs}).")
     if cfg.epochs > max_epochs:
         raise ConfigError(f"epochs must be at most {max_epochs} (got {cfg.epochs}); train in several runs or lower it.")
+    if limits.max_epochs is not None and cfg.epochs > limits.max_epochs:
+        raise ConfigError(f"epochs must be at most {limits.max_epochs} in this demo (got {cfg.epochs}); lower it.")
     if not isinstance(cfg.batch_size, int) or not 1 <= cfg.batch_size <= MAX_BATCH:
         raise ConfigError(f"batch size must be between 1 and {MAX_BATCH} (got {cfg.batch_size}).")
     if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and 0 < cfg.lr <= 10):
@@ -124,6 +153,8 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS) -> TrainConfig:
         v = getattr(cfg, name)
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ConfigError(f"{name.replace('_', ' ')} must be zero or a positive number (got {v}).")
+    if not 0 <= cfg.ema < 1:
+        raise ConfigError(f"weight averaging (ema) must be 0 (off) or between 0 and 1 (got {cfg.ema}); 0.999 is typical.")
     if cfg.label_smoothing >= 1:
         raise ConfigError(f"label smoothing must be below 1 (got {cfg.label_smoothing}); 0.05 is typical.")
     if not 0 <= cfg.momentum < 1:
@@ -144,4 +175,5 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS) -> TrainConfig:
     from core.data import AUGMENT_PRESETS  # late: the data layer imports torch
 
     _choice("augmentation preset", cfg.augment, tuple(AUGMENT_PRESETS))
+    check_dataset_size(cfg.dataset, limits)
     return cfg

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 import torch
 from torch import nn
 
@@ -36,7 +39,14 @@ class Schedule:
         self.kind = cfg.schedule
         total = max(1, cfg.epochs * steps_per_epoch)
         opt = optimizer
-        if self.kind == "none":
+        # With a time budget, cosine and one-cycle anneal over whichever ends first, the
+        # epochs or the minutes, so a budgeted run finishes at a low rate instead of being
+        # cut off halfway down the curve. The rate then depends on the machine's speed.
+        self.timed = None
+        if cfg.max_minutes and self.kind in ("cosine", "onecycle"):
+            self.timed = _TimedAnneal(self.kind, opt, cfg.lr, total, cfg.max_minutes * 60.0)
+            self.sched = None
+        elif self.kind == "none":
             self.sched = None
         elif self.kind == "step":
             self.sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
@@ -55,7 +65,9 @@ class Schedule:
             raise ValueError(f"unknown schedule {self.kind}")
 
     def step_batch(self) -> None:
-        if self.kind in ("cosine", "onecycle"):
+        if self.timed is not None:
+            self.timed.step()
+        elif self.kind in ("cosine", "onecycle"):
             self.sched.step()
 
     def step_epoch(self, val_loss: float | None) -> None:
@@ -65,11 +77,63 @@ class Schedule:
             self.sched.step(val_loss)
 
     def state_dict(self) -> dict:
+        if self.timed is not None:
+            return self.timed.state_dict()
         return self.sched.state_dict() if self.sched is not None else {}
 
     def load_state_dict(self, state: dict) -> None:
-        if self.sched is not None and state:
+        if self.timed is not None and state:
+            self.timed.load_state_dict(state)
+        elif self.sched is not None and state:
             self.sched.load_state_dict(state)
+
+
+class _TimedAnneal:
+    """Cosine or one-cycle over progress = max(steps done / total, seconds spent / budget).
+
+    One-cycle follows torch's OneCycleLR shape (warm-up over the first 25 % from lr / 25 to
+    lr, then a cosine down to lr / 25e4); cosine goes from lr to 0.
+    """
+
+    def __init__(self, kind: str, optimizer: torch.optim.Optimizer, lr: float, total_steps: int, budget_s: float):
+        self.kind, self.opt, self.lr = kind, optimizer, lr
+        self.total, self.budget = total_steps, budget_s
+        self.steps = 0
+        self.spent_before = 0.0
+        self.started: float | None = None
+        self._set(self.rate(0.0))
+
+    def progress(self) -> float:
+        if self.started is None:
+            self.started = time.monotonic()
+        spent = self.spent_before + time.monotonic() - self.started
+        return min(1.0, max(self.steps / self.total, spent / self.budget))
+
+    def rate(self, p: float) -> float:
+        if self.kind == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * p))
+        start, end, warm = self.lr / 25, self.lr / 25e4, 0.25
+        if p < warm:
+            return start + (self.lr - start) * 0.5 * (1 - math.cos(math.pi * p / warm))
+        q = (p - warm) / (1 - warm)
+        return end + (self.lr - end) * 0.5 * (1 + math.cos(math.pi * q))
+
+    def _set(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def step(self) -> None:
+        self.steps += 1
+        self._set(self.rate(self.progress()))
+
+    def state_dict(self) -> dict:
+        spent = self.spent_before + (time.monotonic() - self.started if self.started is not None else 0.0)
+        return {"timed_steps": self.steps, "timed_spent": spent}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state.get("timed_steps", 0))
+        self.spent_before = float(state.get("timed_spent", 0.0))
+        self.started = None
 
 
 def dense_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:

@@ -94,7 +94,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
         "format": CHECKPOINT_FORMAT,
         "model_name": cfg.model,
         "model_args": {"in_channels": data.channels, "num_classes": data.num_classes,
-                       "image_size": cfg.image_size},
+                       "image_size": cfg.image_size, "pretrained": bool(cfg.pretrained)},
         "class_names": list(data.class_names),
         "task": data.task,
         "mean": [float(m) for m in list(mean)[:data.channels]],
@@ -197,7 +197,7 @@ def reevaluate_run(run, store, data_dir: str | None = None) -> dict[str, Any]:
     from core.data import load_dataset
     from core.errors import StudioError
     from core.evaluate import evaluate_predictions
-    from core.models import create_model
+    from core.inference import rebuild_model
 
     cfg = TrainConfig.from_dict(run.params()["config"])
     if not run.best_checkpoint.exists():
@@ -212,7 +212,7 @@ def reevaluate_run(run, store, data_dir: str | None = None) -> dict[str, Any]:
     ckpt = run.load_checkpoint("best")
     device = pick_device(cfg.device)
     data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=data_dir or cfg.data_dir, seed=cfg.seed)
-    model = create_model(ckpt["model_name"], **ckpt["model_args"]).to(device)
+    model = rebuild_model(ckpt).to(device)
     fields = final_evaluation(run, model, data, cfg, device)
     store.update_meta(run.id, **fields)
     return run.eval()
