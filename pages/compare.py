@@ -58,6 +58,56 @@ def read_predictions(run_id: str) -> dict | None:
     return _read_predictions(str(ui.store().root), run_id, ui.file_stamp(run.predictions_path))
 
 
+@st.cache_data(show_spinner=False, max_entries=512)
+def _read_recipe(root: str, run_id: str, stamp: str) -> str:
+    from core.runs import Run
+
+    params = Run(Path(root) / run_id).params() or {}
+    return str(params.get("recipe") or (params.get("config") or {}).get("recipe") or "?")
+
+
+def seed_groups(rows: list[dict]) -> list[dict]:
+    """Finished runs that differ only by their seed (same dataset, model, size and recipe),
+    two seeds or more, with the mean and standard deviation of their test scores."""
+    from core.evaluate import summarize_seeds
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["status"] != "completed" or r["seed"] is None:
+            continue
+        run = ui.store().get(r["run_id"])
+        recipe = _read_recipe(str(ui.store().root), r["run_id"], ui.file_stamp(run.params_path))
+        groups.setdefault((r["dataset"], r["model"], r["image_size"], recipe), []).append(r)
+    out = []
+    for (dataset, model, size, recipe), members in groups.items():
+        if len({m["seed"] for m in members}) < 2:
+            continue
+        tests = [read_run(m["run_id"])["eval"].get("test") or {} for m in members]
+        tests = [t for t in tests if "acc" in t]
+        if len(tests) < 2:
+            continue
+        summary = summarize_seeds(tests, keys=("acc", "auc"))
+        out.append({"Dataset": ui.dataset_label(dataset), "Model": model, "Size (px)": size, "Recipe": recipe,
+                    "Seeds": ", ".join(str(m["seed"]) for m in sorted(members, key=lambda m: m["seed"])),
+                    "Runs": len(tests),
+                    "Test ACC": _mean_std(summary["acc"]), "Test AUC": _mean_std(summary["auc"])})
+    return out
+
+
+def _mean_std(s: dict) -> str:
+    return "-" if s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+
+def seeds_section(rows: list[dict]) -> None:
+    groups = seed_groups(rows)
+    if not groups:
+        return
+    st.subheader("Repeated with several seeds")
+    st.caption("Runs that differ only by their random seed, summarised as mean ± standard deviation of the test "
+               "scores: the spread says how much of a difference between models could be chance.")
+    st.dataframe(pd.DataFrame(groups), hide_index=True)
+
+
 def task_and_classes(r: dict, data: dict) -> tuple[str | None, list[str] | None]:
     test = data[r["run_id"]]["eval"].get("test") or {}
     meta = data[r["run_id"]]["meta"]
@@ -374,6 +424,7 @@ def main() -> None:
         st.info("Pick runs above to compare them in detail.")
     st.subheader("Accuracy against size and training time")
     scatter_section(rows, selected)
+    seeds_section(rows)
     manage(rows)
 
 

@@ -336,6 +336,20 @@ def test_compare_leaderboard_shows_values_from_eval_json(populated):
     assert len(charts) >= 7  # curves, ROC, 3 confusion matrices, F1 bars, 2 scatters
 
 
+def test_compare_summarises_runs_repeated_with_several_seeds(populated):
+    """The real and the fabricated MedvCNN runs differ only by seed (0 and 1)."""
+    import statistics
+
+    at = open_page("compare")
+    no_failure(at)
+    tables = [d.value for d in at.dataframe if "Seeds" in getattr(d.value, "columns", [])]
+    assert len(tables) == 1
+    group = tables[0]
+    assert len(group) == 1 and group.iloc[0]["Model"] == "medvcnn" and group.iloc[0]["Seeds"] == "0, 1"
+    accs = [populated.get(r["run_id"]).eval()["test"]["acc"] for r in populated.list_runs() if r["model"] == "medvcnn"]
+    assert group.iloc[0]["Test ACC"] == f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs):.3f}"
+
+
 def test_compare_filters_by_model(populated):
     at = open_page("compare")
     next(m for m in at.multiselect if m.label == "Models").set_value(["resnet18"]).run()
