@@ -49,7 +49,7 @@ def test_medvcnn_on_breastmnist_learns_and_writes_a_consistent_run(tmp_path, med
     best, last = run.load_checkpoint("best"), run.load_checkpoint("last")
     assert best["epoch"] == best_epoch and last["epoch"] == 10
     assert best["class_names"] == ["malignant", "normal, benign"] and best["task"] == "binary"
-    assert best["model_args"] == {"in_channels": 1, "num_classes": 2, "image_size": 28}
+    assert best["model_args"] == {"in_channels": 1, "num_classes": 2, "image_size": 28, "pretrained": False}
     assert best["temperature"] > 0
 
     preds = run.predictions()

@@ -140,16 +140,16 @@ class DiskImages:
             i = int(key)
             if not -len(self) <= i < len(self):
                 raise IndexError(f"index {i} is out of bounds for {len(self)} images")
-            out = np.empty(self.shape[1:], dtype=np.uint8)
-            self._read(out, (i % len(self)) * self._row)
-            return torch.from_numpy(out)
+            out = _empty(self.shape[1:])
+            self._read(out.numpy(), (i % len(self)) * self._row)
+            return out
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step == 1:
-                out = np.empty((max(0, stop - start), *self.shape[1:]), dtype=np.uint8)
-                if out.size:
-                    self._read(out, start * self._row)
-                return torch.from_numpy(out)
+                out = _empty((max(0, stop - start), *self.shape[1:]))
+                if out.numel():
+                    self._read(out.numpy(), start * self._row)
+                return out
             return self._gather(np.arange(start, stop, step))
         return self._gather(self._indices(key))
 
@@ -169,12 +169,13 @@ class DiskImages:
         return np.where(idx < 0, idx + len(self), idx)
 
     def _gather(self, idx: np.ndarray) -> torch.Tensor:
-        out = np.empty((len(idx), *self.shape[1:]), dtype=np.uint8)
+        out = _empty((len(idx), *self.shape[1:]))
+        rows = out.numpy()
         # Read in file order (the disk and the kernel's read-ahead like it), each row straight
         # into its place in the batch, so no second copy restores the caller's order.
         for j in np.argsort(idx, kind="stable"):
-            self._read(out[j], int(idx[j]) * self._row)
-        return torch.from_numpy(out)
+            self._read(rows[j], int(idx[j]) * self._row)
+        return out
 
     def _read(self, out: np.ndarray, start: int) -> None:
         view = memoryview(out.reshape(-1))
@@ -184,6 +185,13 @@ class DiskImages:
             if n <= 0:
                 raise DataError(f"{self.path} ended early (it was changed or cut short); load the dataset again")
             view, pos = view[n:], pos + n
+
+
+def _empty(shape) -> torch.Tensor:
+    # torch's allocator, not NumPy's: NumPy advises huge pages for arrays of 4 MB and more, and
+    # a batch-sized buffer allocated and freed every step then grew the worker by ~10 MB a step
+    # (1.4 -> 2.9 GB in 100 steps at 224 px), where torch's buffers keep it flat.
+    return torch.empty(tuple(shape), dtype=torch.uint8)
 
 
 def _is_int(key: Any) -> bool:
