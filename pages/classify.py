@@ -26,11 +26,13 @@ def read_uploads(lm, files) -> list[dict]:
     """Decode each upload to the model's size; a bad file gets its own error and is skipped."""
     from core.data import decode_image
     from core.inference import load_image_tensor
+    from core.limits import check_upload_size
 
     good = []
     for f in files:
         try:
             data = f.getvalue()
+            check_upload_size(len(data), f.name)
             tensor = load_image_tensor(lm, data, name=f.name)
             shown = decode_image(data, name=f.name)
         except StudioError as exc:
