@@ -180,8 +180,8 @@ def model_card(model: str, size: int, facts: dict, batch: int, epochs: int) -> N
         epoch_s = ui.epoch_seconds(cost, batch, facts["n_train"], facts["n_val"])
         st.markdown(
             f"- **Size:** {info.params:,} trainable parameters at {size} px\n"
-            f"- **Time per epoch:** about {ui.fmt_duration(epoch_s)}\n"
-            f"- **{epochs} epoch{'s' if epochs != 1 else ''}:** about {ui.fmt_duration(epoch_s * epochs)}")
+            f"- **Time per epoch:** {ui.fmt_estimate(epoch_s)}\n"
+            f"- **{epochs} epoch{'s' if epochs != 1 else ''}:** {ui.fmt_estimate(epoch_s * epochs)}")
         st.caption(f"Times measured just now with a few training steps on {ui.device_label()}, for "
                    f"{facts['n_train']:,} training images; other work on the machine slows them down.")
 
@@ -226,7 +226,7 @@ def run_panel(store, row: dict) -> None:
         if status == "running":
             epoch = meta.get("epoch") or 0
             eta = meta.get("eta_seconds")
-            left = f" · about {ui.fmt_duration(eta)} left" if eta is not None else " · estimating time left..."
+            left = f" · {ui.fmt_estimate(eta)} left" if eta is not None else " · estimating time left..."
             st.progress(min(1.0, float(meta.get("progress") or 0.0)),
                         text=f"Epoch {max(1, epoch)} of {epochs}{left}")
         elif status == "queued":

@@ -263,15 +263,23 @@ def guard(doing: str, todo: str = "reload the page and try again; if it keeps ha
 
 # ------------------------------------------------------------------ formatting
 def fmt_duration(seconds: float | None) -> str:
-    """``45 s``, ``3 min 20 s``, ``1 h 5 min``; ``-`` when unknown."""
+    """``under 1 s``, ``45 s``, ``3 min 20 s``, ``1 h 5 min``; ``-`` when unknown."""
     if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return "-"
-    s = int(round(max(0.0, float(seconds))))
+    if seconds < 0.5:
+        return "under 1 s"
+    s = int(round(float(seconds)))
     if s < 60:
         return f"{s} s"
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def fmt_estimate(seconds: float | None) -> str:
+    """An estimate in words: ``about 45 s``, ``under 1 s``, ``-`` when unknown."""
+    text = fmt_duration(seconds)
+    return text if text in ("-", "under 1 s") else f"about {text}"
 
 
 def fmt_count(n: int | float | None) -> str:

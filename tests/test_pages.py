@@ -527,6 +527,8 @@ def test_formatting_for_people():
 
     assert ui.fmt_duration(42) == "42 s" and ui.fmt_duration(200) == "3 min 20 s"
     assert ui.fmt_duration(3900) == "1 h 05 min" and ui.fmt_duration(None) == "-"
+    assert ui.fmt_duration(0.2) == "under 1 s" and ui.fmt_duration(0.7) == "1 s" and ui.fmt_duration(-3) == "under 1 s"
+    assert ui.fmt_estimate(0.1) == "under 1 s" and ui.fmt_estimate(45) == "about 45 s"
     assert ui.fmt_count(234_050) == "234.1 k" and ui.fmt_count(11_200_000) == "11.20 M"
     assert ui.fmt_metric(0.87456) == "0.875" and ui.fmt_metric(None) == "-" and ui.fmt_metric(float("nan")) == "-"
     assert ui.sentence("learning rate must be above 0") == "Learning rate must be above 0."
