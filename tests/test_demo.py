@@ -45,6 +45,15 @@ class IdleExecutor:
     kill = terminate
 
 
+@pytest.fixture
+def stop_runner():
+    """The pages start a job runner thread per runs directory; stop this test's at its end."""
+    yield
+    from studio import ui
+
+    ui._runner(ui._root()).stop()
+
+
 # ---------------------------------------------------------------------------- the limits themselves
 @pytest.mark.parametrize("value, on", [("1", True), ("yes", True), ("", False), ("0", False), ("off", False)])
 def test_demo_switch(value, on):
@@ -184,7 +193,7 @@ def test_visitors_delete_and_cancel_only_their_own_runs(demo, tmp_path):
 
 # ---------------------------------------------------------------------------- what the pages show
 @pytest.mark.parametrize("page", ["home", "datasets", "train"])
-def test_pages_show_the_limits_in_the_demo(demo, page):
+def test_pages_show_the_limits_in_the_demo(demo, page, stop_runner):
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     if page != "home":
@@ -192,22 +201,16 @@ def test_pages_show_the_limits_in_the_demo(demo, page):
     assert not at.exception, [e.value for e in at.exception]
     shown = "\n".join(str(e.value) for e in at.info)
     assert "This is a shared demo: at most 20 epochs per run; image sizes 28, 64 px" in shown
-    from studio import ui
-
-    ui._runner(ui._root()).stop()
 
 
-def test_no_limits_are_shown_outside_the_demo():
+def test_no_limits_are_shown_outside_the_demo(stop_runner):
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     assert not at.exception
     assert "shared demo" not in "\n".join(str(e.value) for e in at.info)
-    from studio import ui
-
-    ui._runner(ui._root()).stop()
 
 
-def test_sign_in_is_asked_for_only_when_the_operator_configures_it():
+def test_sign_in_is_asked_for_only_when_the_operator_configures_it(stop_runner):
     at = AppTest.from_file(APP, default_timeout=120)
     at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s3cret",
                           "client_id": "studio", "client_secret": "x",
@@ -219,14 +222,11 @@ def test_sign_in_is_asked_for_only_when_the_operator_configures_it():
     assert not at.info, "nothing else of the studio is shown before sign-in"
 
 
-def test_classify_refuses_hostile_uploads_one_by_one(demo, monkeypatch, tmp_path):
+def test_classify_refuses_hostile_uploads_one_by_one(demo, monkeypatch, tmp_path, stop_runner):
     """A bomb, a file over the demo's size limit and text named .png each get one sentence;
     the good image next to them is still classified."""
-    import sys
-
     from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from helpers_runs import make_run
     from test_data_images import bomb_png
 
@@ -250,6 +250,3 @@ def test_classify_refuses_hostile_uploads_one_by_one(demo, monkeypatch, tmp_path
     assert "**huge.png** was skipped" in errors[1] and "more than the 1 MB this demo accepts" in errors[1]
     assert "**notes.png** was skipped" in errors[2] and "not an image" in errors[2]
     assert len(at.image) >= 2, "ok.png is shown with its explanation"
-    from studio import ui
-
-    ui._runner(ui._root()).stop()
