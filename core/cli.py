@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int)
     t.add_argument("--optimizer")
     t.add_argument("--schedule")
-    t.add_argument("--augment", help="none, light, medvcnn or snet")
+    t.add_argument("--augment", help="none, light, flipshift, medvcnn or snet")
     t.add_argument("--max-minutes", type=_number, help="stop after this many minutes of training")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (needs a network)")

@@ -22,11 +22,11 @@ def gen(seed: int) -> torch.Generator:
 
 
 def test_presets_and_descriptions():
-    assert AUGMENT_PRESETS == ("none", "light", "medvcnn", "snet")
+    assert AUGMENT_PRESETS == ("none", "light", "flipshift", "medvcnn", "snet")
     for name in AUGMENT_PRESETS:
         assert describe_augment(name) and "\n" not in describe_augment(name)
     assert "15 degrees" in describe_augment("snet") and "zoom 20 %" in describe_augment("snet")
-    with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; choose one of none, light, medvcnn, snet"):
+    with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; choose one of none, light, flipshift, medvcnn, snet"):
         augment_batch(batch(), "heavy")
 
 
@@ -99,7 +99,7 @@ def test_affine_path_agrees_with_the_discrete_path_on_orientation():
 
 def test_fill_is_the_image_minimum_and_values_stay_in_range():
     x = torch.full((4, 3, 28, 28), 5.0)
-    for preset in ("light", "medvcnn", "snet"):
+    for preset in ("light", "flipshift", "medvcnn", "snet"):
         assert torch.allclose(augment_batch(x, preset, gen(0)), x, atol=1e-5)  # zero fill would show
     x = batch(32)
     out = augment_batch(x, "snet", gen(0))
@@ -116,6 +116,34 @@ def test_shift_moves_content_by_the_drawn_amount():
     rows = (out[:, 0] * torch.arange(40.0).view(40, 1)).sum(dim=(1, 2)) / out[:, 0].sum(dim=(1, 2))
     assert ((cols - 20).abs() <= 10.01).all() and (cols - 20).abs().max() > 5
     assert torch.allclose(rows, torch.full_like(rows, 20.0), atol=1e-3)
+
+
+def test_pixel_shift_is_an_exact_move_by_whole_pixels():
+    # A random image inside a frame of its own minimum: every shifted copy is the same pixels,
+    # moved by whole pixels (no blur), by at most 2 at 28 px, each of the 25 moves drawn.
+    x = torch.full((400, 1, 28, 28), -3.0)
+    x[:, :, 4:24, 4:24] = torch.rand(20, 20, generator=gen(3)) + 1.0
+    out = augment_batch(x, AugmentSpec(pixel_shift=0.07), gen(0))
+    inner = x[0, 0, 4:24, 4:24]
+    moves = set()
+    for i in range(out.shape[0]):
+        (r, c) = torch.nonzero(out[i, 0] > -3.0).min(dim=0).values.tolist()
+        assert torch.equal(out[i, 0, r:r + 20, c:c + 20], inner)
+        assert (out[i, 0] > -3.0).sum() == 400  # nothing else is bright: the fill is the minimum
+        moves.add((r - 4, c - 4))
+    assert moves == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+
+
+def test_pixel_shift_scales_with_the_image_and_keeps_channels_last():
+    x = torch.zeros(200, 3, 64, 64)
+    x[:, :, 32, 32] = 1.0
+    x = x.contiguous(memory_format=torch.channels_last)
+    out = augment_batch(x, "flipshift", gen(1))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    where = torch.nonzero(out[:, 0] == 1.0)  # (sample, row, col): one pixel each, still exact
+    assert where.shape == (200, 3)
+    assert (where[:, 1] - 32).abs().max() == 4  # round(0.07 * 64)
+    assert ((where[:, 2] - 32).abs() <= 5).all()  # a flip moves column 32 to 31
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU to compare devices")
