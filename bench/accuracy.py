@@ -25,15 +25,34 @@ def add_arguments(p) -> None:
     p.add_argument("--recipe", default="default")
     p.add_argument("--max-epochs", type=int, default=300, help="a cap; the time budget normally ends training")
     p.add_argument("--runs-dir", help="keep the runs here (default: a temporary directory)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change one setting of the recipe, e.g. --set augment=flipshift --set ema=0 "
+                        "(how the variants in BENCHMARKS.md were tried)")
 
 
-def train_one(flag: str, model: str, size: int, recipe: str, seed: int, minutes: float, max_epochs: int,
-              data_dir: str | None, runs_dir: str) -> dict:
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["ema=0", "augment=light"]`` -> ``{"ema": 0, "augment": "light"}`` (JSON values, else text)."""
+    import json
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set takes FIELD=VALUE, e.g. --set ema=0; got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def train_one(flag: str, model: str, size: int, recipe: str, seed: int, minutes: float, max_epochs: int | None,
+              data_dir: str | None, runs_dir: str, overrides: dict | None = None) -> dict:
     from core.runs import RunStore
     from core.train import build_params, make_config, run_training, validate
 
     cfg = make_config(flag, model, recipe, image_size=size, seed=seed, epochs=max_epochs,
-                      max_minutes=minutes, data_dir=data_dir, device="cpu")
+                      max_minutes=minutes, data_dir=data_dir, device="cpu", **(overrides or {}))
     validate(cfg)
     store = RunStore(runs_dir)
     run = store.create_run(build_params(cfg), name=f"bench accuracy seed {seed}")
@@ -54,14 +73,15 @@ def _mean_std(values: list[float]) -> str:
 
 def run(args) -> int:
     flag = args.dataset.lower()
+    overrides = parse_overrides(args.set)
     print(f"# {describe()}")
     print(f"# {args.model} on {flag} {args.size}px, recipe {args.recipe}, {args.minutes:g} min per seed, "
-          f"seeds {args.seeds}")
+          f"seeds {args.seeds}" + (f", changed: {overrides}" if overrides else ""))
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
         for seed in args.seeds:
             r = train_one(flag, args.model, args.size, args.recipe, seed, args.minutes, args.max_epochs,
-                          args.data_dir, args.runs_dir or tmp)
+                          args.data_dir, args.runs_dir or tmp, overrides)
             results.append(r)
             print(f"seed {seed}: {r['epochs']} epochs in {r['seconds']:.0f} s (best epoch {r['best_epoch']}), "
                   f"val ACC {r['val_acc']:.4f} AUC {r['val_auc']:.4f}, test ACC {r['acc']:.4f} AUC {r['auc']:.4f}",
