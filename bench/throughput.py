@@ -26,6 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("--rounds", type=int, default=2, help="alternate reference/studio this many times; best kept")
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--precision", default="auto",
+                   help="the studio side's precision: auto (fp32 on the CPU) or bf16 (on a CPU with bf16 units)")
 
 
 def reference_images_per_second(model, flag: str, size: int, data_dir: str, steps: int, warmup: int) -> float:
@@ -60,7 +62,8 @@ def reference_images_per_second(model, flag: str, size: int, data_dir: str, step
     return images / (time.perf_counter() - t0)
 
 
-def studio_images_per_second(model, flag: str, size: int, data_dir: str, steps: int, warmup: int) -> float:
+def studio_images_per_second(model, flag: str, size: int, data_dir: str, steps: int, warmup: int,
+                             precision: str = "auto") -> float:
     """The studio's own training loop over the same steps."""
     from core.data import load_dataset
     from core.train.callbacks import Callback
@@ -69,7 +72,7 @@ def studio_images_per_second(model, flag: str, size: int, data_dir: str, steps: 
 
     data = load_dataset(flag, size=size, data_dir=data_dir)
     cfg = TrainConfig(dataset=flag, model="bench", image_size=size, epochs=1, batch_size=128, optimizer="adam",
-                      lr=1e-3, schedule="none", augment="none", log_every=10_000, tta=False)
+                      lr=1e-3, schedule="none", augment="none", log_every=10_000, tta=False, precision=precision)
     mean = std = (0.5, 0.5, 0.5)
     train = make_batches(data.images["train"], data.labels["train"], mean, std)
     val = make_batches(data.images["val"][:128], data.labels["val"][:128], mean, std)
@@ -103,11 +106,13 @@ def run(args) -> int:
     torch.manual_seed(0)
     base = create_model(args.model, channels, classes, args.size)
     print(f"# {describe()}")
-    print(f"# {args.model} on {flag} {args.size}px, batch 128, Adam, {args.steps} steps after {args.warmup} warm-up")
+    print(f"# {args.model} on {flag} {args.size}px, batch 128, Adam, {args.steps} steps after {args.warmup} warm-up, "
+          f"studio precision {args.precision}")
     ref, studio = [], []
     for r in range(args.rounds):
         ref.append(reference_images_per_second(copy.deepcopy(base), flag, args.size, root, args.steps, args.warmup))
-        studio.append(studio_images_per_second(copy.deepcopy(base), flag, args.size, root, args.steps, args.warmup))
+        studio.append(studio_images_per_second(copy.deepcopy(base), flag, args.size, root, args.steps, args.warmup,
+                                               args.precision))
         print(f"round {r + 1}: reference {ref[-1]:.0f} images/s, studio {studio[-1]:.0f} images/s")
     best_ref, best_studio = max(ref), max(studio)
     print(f"reference: {best_ref:.0f} images/s")

@@ -21,6 +21,9 @@ SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle", "plateau")
 LOSSES = ("auto", "ce", "bce", "margin")
 MONITORS = ("val_loss", "val_auc", "val_acc")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# auto: mixed precision on CUDA (bf16, or fp16 with loss scaling), full fp32 elsewhere;
+# bf16: also on a CPU with native bf16 units (AMX / AVX-512 BF16), where it trains faster.
+PRECISIONS = ("auto", "fp32", "bf16")
 IMAGE_SIZES = (28, 64, 128, 224)
 
 # Caps that keep a mistyped value from starting a week-long job; the demo mode lowers them
@@ -69,6 +72,7 @@ class TrainConfig:
     tta: bool = False  # average predictions over horizontal flips at evaluation
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # see PRECISIONS; fp32 keeps CPU results bit-for-bit reproducible
     pretrained: bool = False
     max_minutes: float = 0.0  # wall-clock budget; 0 means no budget
     log_every: int = 20  # steps between step-level lines in metrics.jsonl
@@ -172,6 +176,11 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS, limits: "Limits | N
     _choice("loss", cfg.loss, LOSSES)
     _choice("monitor", cfg.monitor, MONITORS)
     _choice("device", cfg.device, DEVICES)
+    _choice("precision", cfg.precision, PRECISIONS)
+    if cfg.precision == "bf16":
+        from core.train.device import amp_dtype, pick_device
+
+        amp_dtype(pick_device(cfg.device), "bf16")  # raises where this machine has no bf16 units
     from core.data import AUGMENT_PRESETS  # late: the data layer imports torch
 
     _choice("augmentation preset", cfg.augment, tuple(AUGMENT_PRESETS))

@@ -54,11 +54,36 @@ def describe_device(device: torch.device | None = None) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def amp_dtype(device: torch.device) -> torch.dtype | None:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16), so bf16 autocast pays off."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for mixed precision on this device, or None where it does not apply.
 
     bf16 needs no loss scaling; fp16 (older GPUs) does, which GradScaler handles.
+
+    Args:
+        device: where the model runs.
+        precision: ``auto`` (mixed on CUDA, fp32 elsewhere), ``fp32`` (never mixed) or
+            ``bf16`` (bf16 autocast on CUDA, or on a CPU with native bf16 units).
+
+    Raises:
+        ConfigError: ``bf16`` on a device that cannot run it fast.
     """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if device.type == "cpu" and cpu_has_bf16():
+            return torch.bfloat16
+        raise ConfigError(
+            f"precision 'bf16' needs a GPU or CPU with native bf16 support, and this {device.type} has none; "
+            "choose precision 'auto'.")
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

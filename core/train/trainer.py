@@ -211,7 +211,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.steps_per_epoch = self._steps_per_epoch(len(train))
         self.schedule = Schedule(cfg, self.optimizer, self.steps_per_epoch)
-        self.amp_dtype = amp_dtype(device)
+        self.amp_dtype = amp_dtype(device, cfg.precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.aug_generator = torch.Generator().manual_seed(cfg.seed + 1)
