@@ -15,6 +15,7 @@ import time
 import torch
 
 from bench.machine import describe
+from core.train.config import PRECISIONS
 
 
 def add_arguments(p) -> None:
@@ -26,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--rounds", type=int, default=2, help="alternate reference/studio this many times; best kept")
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--precision", default="auto",
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="the studio side's precision: auto (fp32 on the CPU) or bf16 (on a CPU with bf16 units)")
 
 

@@ -56,9 +56,9 @@ def describe_device(device: torch.device | None = None) -> str:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16), so bf16 autocast pays off."""
-    cpu = getattr(torch, "cpu", None)
+    # private probes of torch.cpu; getattr keeps a torch build without one of them working
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
@@ -77,9 +77,8 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
     if precision == "fp32":
         return None
     if precision == "bf16":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        if device.type == "cpu" and cpu_has_bf16():
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_bf16()
+        if native:
             return torch.bfloat16
         raise ConfigError(
             f"precision 'bf16' needs a GPU or CPU with native bf16 support, and this {device.type} has none; "
