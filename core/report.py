@@ -207,7 +207,7 @@ def _run_blocks(run, data_dir, examples: int) -> list:
     evaluation = run.eval() or {}
     blocks: list = []
     blocks.append(Heading("Settings", sub))
-    blocks.append(Table(["setting", "value"], _settings(params, meta)))
+    blocks.append(Table(["setting", "value"], [["run id", run.id]] + _settings(params, meta)))
 
     blocks.append(Heading("Learning curves", sub))
     png = learning_curves_png(run.metrics(kind="epoch"))

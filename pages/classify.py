@@ -179,6 +179,10 @@ def main() -> None:
     with st.expander("How confident is the answer?", icon=":material/help:"):
         st.markdown("Every answer comes with its top probability, its predictive entropy and a level in plain "
                     "words:\n\n" + confidence_rules())
+    with st.expander("Download this model (ONNX or TorchScript, with its model card)", icon=":material/download:"):
+        from studio.downloads import model_downloads
+
+        model_downloads(run, key="classify")
     files = st.file_uploader("Images to classify", type=IMAGE_TYPES, accept_multiple_files=True,
                              help="PNG, JPEG, BMP or TIFF; one or many. Each is resized to the model's input size.")
     if not files:

@@ -6,6 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from studio import charts, paper_claims, ui
+from studio.downloads import run_card
+from studio.per_class_table import per_class_table
 
 HIGHER = ["ACC", "AUC", "Macro F1", "Kappa"]
 LOWER = ["Log loss", "ECE", "Parameters", "Training time (s)", "Latency (ms)"]
@@ -174,7 +176,9 @@ def per_class_section(selected: list[dict], data: dict) -> None:
     rows = [{"run": r["label"], "class": c["class"], "f1": c["f1"]}
             for r in selected for c in (data[r["run_id"]]["eval"].get("test") or {}).get("per_class") or []]
     if rows:
+        st.subheader("Per class")
         st.plotly_chart(charts.per_class_f1(pd.DataFrame(rows)))
+    per_class_table(selected, data)
 
 
 def scatter_section(rows: list[dict], selected: list[dict]) -> None:
@@ -420,6 +424,8 @@ def main() -> None:
         calibration_section(selected, data)
         st.subheader("The same test images, explained by each model")
         explanation_section(selected)
+        st.subheader("Download a model or a report")
+        run_card(selected, key="compare-dl")
     else:
         st.info("Pick runs above to compare them in detail.")
     st.subheader("Accuracy against size and training time")
