@@ -203,7 +203,11 @@ def cmd_runs(args) -> int:
         return 0
     cols = [("run_id", "run"), ("status", "status"), ("dataset", "dataset"), ("model", "model"),
             ("image_size", "size"), ("epochs_done", "epochs"), ("test_acc", "test ACC"), ("test_auc", "test AUC")]
-    _print_table([{label: _fmt(row.get(key)) for key, label in cols} for row in rows])
+    _print_table([{label: "damaged" if key == "status" and row.get("damaged") else _fmt(row.get(key))
+                   for key, label in cols} for row in rows])
+    for row in rows:  # the other runs are listed as usual; these say what to fix
+        if row.get("damaged"):
+            print(f"damaged run {row['run_id']}: {row['damaged']}")
     return 0
 
 
@@ -216,7 +220,10 @@ def cmd_eval(args) -> int:
         from core.evaluate import evaluate_run
 
         ev = evaluate_run(run, tta=args.tta, calibrated=args.calibrated, data_dir=args.data_dir)
-        print(f"run {run.id} evaluated with{'' if args.tta else 'out'} mirror images, "
+        mirrored = bool(next(iter(ev.values()), {}).get("tta"))
+        if args.tta and not mirrored:
+            print(f"run {run.id}: no mirror images, because its classes name left and right")
+        print(f"run {run.id} evaluated with{'' if mirrored else 'out'} mirror images, "
               f"{'calibrated' if args.calibrated else 'uncalibrated'} (eval.json unchanged)")
     else:
         ev = reevaluate_run(run, store, data_dir=args.data_dir)

@@ -70,7 +70,10 @@ def cmd_predict(args) -> int:
     ``file``; ``label`` (the top class; for multi-label runs every label above 0.5, joined
     by "; "); ``p_<class>`` per class (softmax, so a row sums to 1; independent sigmoids for
     multi-label); ``entropy`` (nats); ``confidence`` (high / moderate / low, as the Classify
-    page); ``error`` (why the file could not be used; then the other cells are empty).
+    page); ``fit`` (why the image may be unlike the run's training images, see
+    :mod:`core.fit_check`: colour or size mismatch, brightness or contrast far outside the
+    training range, near-uniform answer; empty when none applies); ``error`` (why the file
+    could not be used; then the other cells are empty).
     With ``--explain`` each good image gets ``<row>_<stem>_<method>.png``: the heatmap for the
     predicted class over the original image, at its size (shrunk to 1024 px at most).
     """
@@ -82,10 +85,12 @@ def cmd_predict(args) -> int:
     store = RunStore(getattr(args, "runs_dir", None))
     run = store.get(args.run_id)
     lm = load_run_model(run)
+    if args.tta and not lm.mirror:
+        print(f"no mirror averaging: {lm.mirror_reason}", file=sys.stderr)
     out = Path(args.out or f"predictions-{run.id}").expanduser()
     _mkdir(out)
     names = [str(c) for c in lm.class_names]
-    header = ["file", "label"] + [f"p_{c}" for c in names] + ["entropy", "confidence", "error"]
+    header = ["file", "label"] + [f"p_{c}" for c in names] + ["entropy", "confidence", "fit", "error"]
 
     rows: list[list[Any]] = []
     n_overlays = 0
@@ -124,17 +129,21 @@ def _predict_chunk(lm, chunk, start: int, out: Path, args) -> tuple[list[list[An
 
     k = lm.num_classes
     rows: list[list[Any]] = []
+    from core.fit_check import check_fit, source_facts
+
     good: list[tuple[int, Any, torch.Tensor]] = []  # (row index, decoded image or None, uint8 tensor)
+    sources: dict[int, dict] = {}  # row index -> the decoded file's colour and size
     for name, data, error in chunk:
         i = start + len(rows)
         if error is None:
             try:
                 img = decode_image(data, name=Path(name.split(":")[-1]).name)
                 tensor = image_to_tensor(img, lm.image_size, lm.channels)
+                sources[i] = source_facts(img)
                 good.append((i, img if args.explain else None, tensor))
             except StudioError as exc:
                 error = str(exc)
-        rows.append([name, ""] + [""] * k + ["", "", error or ""])
+        rows.append([name, ""] + [""] * k + ["", "", "", error or ""])
     if not good:
         return rows, 0
 
@@ -148,6 +157,8 @@ def _predict_chunk(lm, chunk, start: int, out: Path, args) -> tuple[list[list[An
         rows[i - start][2:2 + k] = [f"{float(p):.8f}" for p in probs]
         rows[i - start][2 + k] = f"{float(result['entropy'][j]):.6f}"
         rows[i - start][3 + k] = described["level"]
+        rows[i - start][4 + k] = check_fit(tensor, lm.channels, lm.image_size, lm.train_stats, sources.get(i),
+                                           described["entropy_norm"]).reasons()
         if args.explain:
             _write_overlay(lm, img, tensor, int(result["pred"][j]), i, rows[i - start][0], out, args.explain)
             written += 1

@@ -535,5 +535,6 @@ def evaluate_run(run, tta: bool = False, calibrated: bool = False, data_dir=None
                   for i in range(0, len(labels), batch_size)]
         probs = np.concatenate(chunks) if chunks else np.zeros((0, lm.num_classes), dtype=np.float32)
         ev = evaluate_predictions(probs, labels.numpy(), lm.task, lm.class_names)
-        out[split] = {**ev, "tta": bool(tta), "calibrated": bool(calibrated)}
+        # A run whose classes name left and right is never mirrored (lm.mirror False).
+        out[split] = {**ev, "tta": bool(tta) and lm.mirror, "calibrated": bool(calibrated)}
     return out

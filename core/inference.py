@@ -33,6 +33,13 @@ class LoadedModel:
     temperature: float
     gradcam_layer: str | None
     device: torch.device
+    #: False for a run whose classes name left and right: no mirror averaging (tta) then.
+    mirror: bool = True
+    #: Why mirroring is off, in words ("" when it is allowed).
+    mirror_reason: str = ""
+    #: The training images' statistics (core.fit_check.training_image_stats); None for
+    #: runs trained before they were recorded.
+    train_stats: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -79,9 +86,27 @@ def load_run_model(run, which: str = "best", device: str | torch.device = "cpu")
     device = torch.device(device)
     model.to(device).eval()
     info = model_info(ckpt["model_name"], args["in_channels"], args["num_classes"], args["image_size"])
+    side = _run_laterality(run, ckpt)
+    stats = ckpt.get("train_stats") or run.meta().get("train_stats")
     return LoadedModel(run.id, model, ckpt["model_name"], list(ckpt["class_names"]), ckpt["task"],
                        list(ckpt["mean"]), list(ckpt["std"]), int(args["image_size"]), int(args["in_channels"]),
-                       float(ckpt.get("temperature", 1.0)), info.gradcam_layer, device)
+                       float(ckpt.get("temperature", 1.0)), info.gradcam_layer, device,
+                       mirror=not side.side_matters, mirror_reason=side.reason(),
+                       train_stats=stats if isinstance(stats, dict) else None)
+
+
+def _run_laterality(run, ckpt: dict):
+    """Whether a run's images may be mirrored: what training recorded in the checkpoint,
+    else (older runs) what its class names say."""
+    from core.data.laterality import Laterality, dataset_laterality
+
+    if isinstance(ckpt.get("laterality"), dict):
+        return Laterality.from_dict(ckpt["laterality"])
+    try:
+        spec = run.params().get("dataset")
+    except (StudioError, OSError, ValueError):  # a damaged params.json: decide from the names alone
+        spec = None
+    return dataset_laterality(spec, ckpt.get("class_names") or [])
 
 
 def preprocess(lm: LoadedModel, images_u8: torch.Tensor) -> torch.Tensor:
@@ -108,7 +133,9 @@ def predict_tensor(lm: LoadedModel, images_u8: torch.Tensor, tta: bool = False,
     Args:
         lm: the loaded model.
         images_u8: uint8 (N, C, H, W) at the model's size.
-        tta: average over the image and its horizontal flip.
+        tta: average over the image and its horizontal flip; ignored (no flip) for a run
+            whose classes name left and right (``lm.mirror`` False), where a mirror image
+            would show the other side.
         calibrated: divide logits by the run's fitted temperature.
 
     Returns:
@@ -118,7 +145,7 @@ def predict_tensor(lm: LoadedModel, images_u8: torch.Tensor, tta: bool = False,
 
     x = preprocess(lm, images_u8)
     logits = lm.model(x).float()
-    if tta:
+    if tta and lm.mirror:
         logits = 0.5 * (logits + lm.model(torch.flip(x, dims=[3])).float())
     t = lm.temperature if calibrated else 1.0
     logits = (logits / t).cpu()

@@ -122,6 +122,32 @@ def describe_augment(preset: str | AugmentSpec) -> str:
     return augment_spec(preset).description
 
 
+def without_mirroring(preset: str | AugmentSpec) -> AugmentSpec:
+    """A preset with every transform that moves an image's left side to the right removed.
+
+    For data whose labels name a side (``kidney-left``; see :mod:`core.data.laterality`): a
+    left-right flip keeps the label and swaps the side, and so do quarter turns (180
+    degrees puts the left on the right) and 45-degree turns. Up-down flips, small
+    rotations, zoom, shifts and shear keep each side where it is and stay.
+
+    Args:
+        preset: a name from :data:`AUGMENT_PRESETS` or an :class:`AugmentSpec`.
+
+    Returns:
+        The spec without ``hflip``, ``quarter_turns`` and ``eighth_turn`` (the same spec when
+        it had none of them). The random draws per sample are unchanged, so the remaining
+        transforms are the ones the full preset would have drawn.
+    """
+    import dataclasses
+
+    spec = augment_spec(preset)
+    if not (spec.hflip or spec.quarter_turns or spec.eighth_turn):
+        return spec
+    return dataclasses.replace(spec, hflip=0.0, quarter_turns=False, eighth_turn=0.0,
+                               description=f"{spec.description} (no left-right flips or turns: left and right "
+                                           "matter in these images)")
+
+
 def augment_batch(x: torch.Tensor, preset: str | AugmentSpec, generator: torch.Generator | None = None) -> torch.Tensor:
     """Augment a batch, each sample with its own random transform.
 

@@ -70,6 +70,9 @@ class TrainConfig:
     plateau_patience: int = 1
     plateau_factor: float = 0.5
     tta: bool = False  # average predictions over horizontal flips at evaluation
+    # Left-right flips and turns allowed in augmentation (and tta). The trainer sets it off
+    # for data whose classes name a side (core.data.laterality): mirroring swaps them.
+    mirror: bool = True
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # see PRECISIONS; fp32 keeps CPU results bit-for-bit reproducible

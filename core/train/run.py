@@ -42,7 +42,9 @@ def build_params(cfg: TrainConfig) -> dict[str, Any]:
     import torchvision
 
     import core
+    from core.data.laterality import spec_laterality
 
+    side = spec_laterality(cfg.dataset)  # None when the names need the dataset loaded
     return {
         "dataset": cfg.dataset,
         "model": cfg.model,
@@ -50,6 +52,9 @@ def build_params(cfg: TrainConfig) -> dict[str, Any]:
         "recipe": cfg.recipe,
         "seed": cfg.seed,
         "config": cfg.to_dict(),
+        # Known when queued; training decides again from the loaded class names and records
+        # the outcome in the checkpoint (and meta.json), which inference reads.
+        "laterality": side.to_dict() if side is not None else None,
         "versions": {"studio": core.__version__, "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "python": platform.python_version()},
     }
@@ -66,8 +71,12 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     Returns:
         The final ``meta.json`` fields written.
     """
+    import dataclasses
+
     from core.data import class_weights as compute_class_weights
     from core.data import load_dataset
+    from core.data.laterality import dataset_laterality
+    from core.fit_check import training_image_stats
     from core.models import create_model, list_classical, model_info
 
     cfg = TrainConfig.from_dict(run.params()["config"])
@@ -82,6 +91,14 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
         from core.train.classical_run import run_classical
 
         return run_classical(run, store, cfg, data)
+
+    # Left and right: data whose classes name a side is never mirrored, neither by the
+    # augmentation nor by test-time flips (core.data.laterality); the checkpoint says so.
+    side = dataset_laterality(cfg.dataset, data.class_names)
+    if side.side_matters:
+        cfg = dataclasses.replace(cfg, mirror=False, tta=False)
+    # What the training images look like, so Classify can warn about uploads unlike them.
+    train_stats = training_image_stats(data.images["train"])
 
     info = model_info(cfg.model, data.channels, data.num_classes, cfg.image_size)
     mean, std = info.normalization(cfg.pretrained)
@@ -100,9 +117,12 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
         "mean": [float(m) for m in list(mean)[:data.channels]],
         "std": [float(s) for s in list(std)[:data.channels]],
         "config": cfg.to_dict(),
+        "laterality": side.to_dict(),
+        "train_stats": train_stats,
     }
     store.update_meta(run.id, params_count=info.params, task=data.task, class_names=list(data.class_names),
-                      n_train=len(train), n_val=len(val), n_test=int(data.images["test"].shape[0]))
+                      n_train=len(train), n_val=len(val), n_test=int(data.images["test"].shape[0]),
+                      laterality=side.to_dict(), train_stats=train_stats)
 
     tracker = _ProgressTracker(run, store, cfg, progress)
     callbacks = [
@@ -210,6 +230,8 @@ def reevaluate_run(run, store, data_dir: str | None = None) -> dict[str, Any]:
         run.write_eval(evals)
         return evals
     ckpt = run.load_checkpoint("best")
+    if (ckpt.get("laterality") or {}).get("side_matters"):
+        cfg = cfg.replace(tta=False, mirror=False)  # as in training: never mirror this run's images
     device = pick_device(cfg.device)
     data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=data_dir or cfg.data_dir, seed=cfg.seed)
     model = rebuild_model(ckpt).to(device)

@@ -314,6 +314,7 @@ class Trainer:
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split; returns train loss, ACC and AUC."""
         from core.data import augment_batch
+        from core.data.augment import without_mirroring
 
         cfg, model, device = self.cfg, self.model, self.device
         model.train()
@@ -325,7 +326,8 @@ class Trainer:
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x, y = self.train.get(idx, device, self.channels_last)
             if cfg.augment != "none":
-                x = augment_batch(x, cfg.augment, generator=self.aug_generator)
+                x = augment_batch(x, cfg.augment if cfg.mirror else without_mirroring(cfg.augment),
+                                  generator=self.aug_generator)
             with _autocast(device, self.amp_dtype):
                 logits = model(x)
                 loss = self.loss_fn(logits, y)
