@@ -296,8 +296,13 @@ def _explanation_blocks(run, data_dir, examples: int) -> list:
                           "unfinished).", "note")]
     try:
         items = explain_examples(run, data_dir, examples)
-    except (StudioError, OSError) as exc:  # the dataset is not on this machine, or no longer fits
-        return [Paragraph(f"No heatmaps: {exc}", "note")]
+    except (StudioError, OSError):
+        # The dataset is not on this machine or no longer fits the model; its error would
+        # name this server's folders, which a report that travels must not.
+        params = run.params() or {}
+        dataset = _dataset(params.get("dataset") or (params.get("config") or {}).get("dataset"))
+        return [Paragraph(f"No heatmaps: the test images of {dataset} could not be loaded where this report was "
+                          "made, or no longer fit the model.", "note")]
     return [Gallery(items, "Left: a test image; right: Grad-CAM of the model's own answer (red: what drove it). "
                            "Heatmaps show where the model looked, not why a finding is present.")]
 
