@@ -16,87 +16,22 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from core.errors import StudioError
+from core.report_blocks import Gallery, Heading, Paragraph, Picture, Report, Table, cell_text
+from core.report_examples import EXAMPLES, explain_examples
 
 FORMATS = ("html", "pdf")
 MIME_TYPES = {"html": "text/html", "pdf": "application/pdf"}
-
-#: Example explanations per run: one test image per class, up to this many.
-EXAMPLES = 4
 
 #: Settings left out of the report: where files were on the machine that trained the run
 #: is nobody's business in a shared report (and is no use elsewhere).
 _PRIVATE = ("data_dir", "extra")
 
 _SPLITS = {"val": "validation", "test": "test", "train": "training"}
-
-
-# --------------------------------------------------------------------------- blocks
-@dataclass
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass
-class Paragraph:
-    text: str
-    tone: str = "plain"  # "plain", "note" (small print) or "warning"
-
-
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[Any]]  # raw values; renderers format them with cell_text
-    caption: str = ""
-    widths: tuple[float, ...] | None = None  # relative column widths (PDF); None: even
-
-
-@dataclass
-class Picture:
-    png: bytes
-    caption: str = ""
-    width: float = 1.0  # share of the page width
-
-
-@dataclass
-class Gallery:
-    items: list[tuple[bytes, str]]  # (png, caption)
-    caption: str = ""
-
-
-@dataclass
-class Report:
-    """What a report says, before it is rendered.
-
-    Attributes:
-        title: the report's title.
-        subtitle: what it covers and when it was made.
-        blocks: headings, paragraphs, tables and pictures, in reading order.
-    """
-
-    title: str
-    subtitle: str
-    blocks: list = field(default_factory=list)
-
-
-def cell_text(value: Any) -> str:
-    """How a table value is written: 3 decimals for rates, thousands separators for counts,
-    ``n/a`` for an undefined rate."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
 
 
 # --------------------------------------------------------------------------- building
@@ -305,66 +240,6 @@ def _explanation_blocks(run, data_dir, examples: int) -> list:
                           "made, or no longer fit the model.", "note")]
     return [Gallery(items, "Left: a test image; right: Grad-CAM of the model's own answer (red: what drove it). "
                            "Heatmaps show where the model looked, not why a finding is present.")]
-
-
-def explain_examples(run, data_dir=None, n: int = EXAMPLES) -> list[tuple[bytes, str]]:
-    """Grad-CAM of the run's answer on one test image per class (the first of each), up to ``n``.
-
-    Args:
-        run: a :class:`core.runs.Run` with a best checkpoint.
-        data_dir: where MedMNIST files are, if not where the run was trained from.
-        n: how many images at most.
-
-    Returns:
-        ``(png of image and overlay side by side, caption)`` per image.
-
-    Raises:
-        StudioError: the model or its dataset cannot be loaded here.
-    """
-    import numpy as np
-    import torch
-
-    from core.evaluate import load_run_dataset
-    from core.explain import explain, overlay
-    from core.inference import load_run_model, predict_tensor, preprocess
-    from core.report_figures import image_pair_png
-
-    lm = load_run_model(run, device="cpu")
-    data = load_run_dataset(run, data_dir)
-    split = "test" if "test" in data.images else "val"
-    labels = data.labels[split]
-    if data.task == "multi-label":
-        picks = list(range(min(n, len(labels))))
-    else:
-        first = {}
-        for i, y in enumerate(labels.tolist()):
-            first.setdefault(int(y), i)
-            if len(first) == data.num_classes:
-                break
-        picks = sorted(first.values())[:n]
-    if not picks:
-        return []
-    images = torch.stack([data.images[split][i] for i in picks])
-    if images.shape[1] != lm.channels or images.shape[-1] != lm.image_size:
-        raise StudioError("the run's dataset no longer matches its model (channels or size).")
-    probs = predict_tensor(lm, images)["probs"]
-    x = preprocess(lm, images)
-    out = []
-    for j, i in enumerate(picks):
-        k = int(np.argmax(probs[j]))
-        heat = explain(lm, x[j], target=k, method="gradcam")
-        a = images[j].numpy()
-        shown = a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
-        from PIL import Image
-
-        base = Image.fromarray(np.ascontiguousarray(shown)).convert("RGB")
-        if data.task == "multi-label":
-            truth = ", ".join(c for c, v in zip(data.class_names, labels[i].tolist()) if v > 0.5) or "none"
-        else:
-            truth = data.class_names[int(labels[i])]
-        out.append((image_pair_png(base, overlay(base, heat)),
-                    f"{split} image {i}: true {truth}; answer {lm.class_names[k]} ({probs[j][k]:.0%})"))
-    return out
 
 
 def _settings(params: dict, meta: dict) -> list[list[Any]]:

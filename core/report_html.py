@@ -41,7 +41,7 @@ def render_html(report) -> str:
     Returns:
         The page as a string (UTF-8 when written out).
     """
-    from core.report import Gallery, Heading, Paragraph, Picture, Table
+    from core.report_blocks import Gallery, Heading, Paragraph, Picture, Table
 
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{escape(report.title)}</title>", f"<style>{_STYLE}</style></head><body>",
@@ -72,7 +72,7 @@ def render_html(report) -> str:
 
 
 def _table(table) -> str:
-    from core.report import cell_text
+    from core.report_blocks import cell_text
 
     head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
     body = []

@@ -36,7 +36,7 @@ def render_pdf(report) -> bytes:
     """
     from fpdf import FPDF
 
-    from core.report import Gallery, Heading, Paragraph, Picture, Table
+    from core.report_blocks import Gallery, Heading, Paragraph, Picture, Table
 
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_auto_page_break(True, margin=15)
@@ -94,7 +94,7 @@ def render_pdf(report) -> bytes:
 def _table(pdf, table, family: str, clean) -> None:
     from fpdf.fonts import FontFace
 
-    from core.report import cell_text
+    from core.report_blocks import cell_text
 
     pdf.set_font(family, "", 8 if len(table.headers) > 5 else 9)
     widths = table.widths or ((1, 2) if len(table.headers) == 2 else None)
