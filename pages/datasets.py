@@ -1,9 +1,16 @@
 """Datasets: MedMNIST (present, downloadable or importable) and your own images as a zip."""
 
+import re
+
 import pandas as pd
 import streamlit as st
 
 from studio import charts, ui
+
+SELECT = "datasets_select"  # (flag, size) an import asks the MedMNIST pickers to show
+FLASH = "datasets_flash"  # a confirmation to show once, after the rerun an import asks for
+OWN_NPZ = "datasets_own_npz"  # the upload imported as own data, its folder and confirmation
+FOLDER_PICK = "datasets_folder_pick"  # an imported dataset the "Your own images" tab selects
 
 
 @st.cache_data(show_spinner=False)
@@ -22,8 +29,9 @@ def medmnist_catalogue() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show_dataset(view: dict) -> None:
-    """Everything a person wants to know about a loaded dataset."""
+def show_dataset(view: dict, key: str | None = None) -> None:
+    """Everything a person wants to know about a loaded dataset (``key`` tells its chart apart
+    when the same dataset is shown twice on the page)."""
     sizes = view["split_sizes"]
     cols = st.columns(5)
     cols[0].metric("Training images", f"{sizes.get('train', 0):,}")
@@ -33,7 +41,7 @@ def show_dataset(view: dict) -> None:
     cols[4].metric("Colour", "Grayscale" if view["channels"] == 1 else "RGB",
                    help=f"{view['channels']} channel(s) per pixel.")
     st.info(f"**Task.** {view['task_text']}.")
-    st.plotly_chart(charts.class_balance(view["counts"]))
+    st.plotly_chart(charts.class_balance(view["counts"]), key=f"balance-{key}" if key else None)
     st.markdown("**Sample images from the training split**")
     for name, images in view["samples"].items():
         if not images:
@@ -52,18 +60,26 @@ def show_dataset(view: dict) -> None:
 
 
 def medmnist_tab() -> None:
-    from core.data import MEDMNIST_SIZES, import_npz_bytes, list_medmnist, load_medmnist, medmnist_filename
-    from core.limits import check_upload_size
+    from core.data import MEDMNIST_SIZES, list_medmnist, load_medmnist, medmnist_filename
 
     catalogue = medmnist_catalogue()
     on_disk = ui.medmnist_on_disk()
     about = dict(zip(catalogue["dataset"], catalogue["about"]))
+    sizes = allowed_sizes(MEDMNIST_SIZES)
+    pending = st.session_state.pop(SELECT, None)
+    if pending and pending[0] in list_medmnist() and pending[1] in sizes:
+        # An import chose these; set before the widgets exist (Streamlit refuses it after).
+        st.session_state["medmnist_flag"], st.session_state["medmnist_size"] = pending
     c1, c2 = st.columns([3, 1])
-    flag = c1.selectbox("Dataset", list_medmnist(), index=list_medmnist().index("breastmnist"),
+    # Keyed, so the choice survives the label changing from "not downloaded" to "on disk".
+    flag = c1.selectbox("Dataset", list_medmnist(), index=list_medmnist().index("breastmnist"), key="medmnist_flag",
                         format_func=lambda f: f"{f}  ({'on disk' if f in on_disk else 'not downloaded'})",
                         help="The twelve 2D datasets of MedMNIST v2 (Yang et al. 2023).")
-    size = c2.selectbox("Image size (px)", allowed_sizes(MEDMNIST_SIZES), help="MedMNIST ships every dataset at "
+    size = c2.selectbox("Image size (px)", sizes, key="medmnist_size", help="MedMNIST ships every dataset at "
                         "28, 64, 128 and 224 px. Larger images show more detail but train more slowly.")
+    flash = st.session_state.pop(FLASH, None)
+    if flash:
+        st.success(flash, icon=":material/check_circle:")
     st.caption(about[flag])
     too_big = too_many_images(int(catalogue.set_index("dataset").loc[flag, "images"]))
     if too_big:
@@ -85,20 +101,65 @@ def medmnist_tab() -> None:
                     st.rerun()
         with d2:
             upload = st.file_uploader("...or import the official .npz file you already have", type=["npz"],
-                                      help="The file is checked against the official MD5 before it is used.")
-            if upload is not None:
-                with ui.guard("importing the .npz file"):
-                    check_upload_size(upload.size, upload.name)
-                    saved = import_npz_bytes(upload.getvalue(), upload.name)
-                    st.success(f"Imported {saved.name} (MD5 checked).")
-                    if saved.name != path.name:
-                        st.info(f"That file is {saved.stem}; pick it in the list above to look at it.")
-                    else:
-                        st.rerun()
+                                      key="medmnist_npz",
+                                      help="The file is checked against the official MD5 before it is used; "
+                                           "an altered or relabelled file can be imported as your own dataset.")
+        if upload is not None:
+            with ui.guard("importing the .npz file"):
+                import_npz_upload(upload, size)
         return
     with st.spinner(f"Reading {path.name}..."):
         view = ui.dataset_view(flag, size)
     show_dataset(view)
+
+
+def import_npz_upload(upload, size: int) -> None:
+    """An uploaded .npz: the official file is imported and selected; any other is refused with
+    the offer to import it as the person's own dataset, which is then shown."""
+    from core.data import NotOfficialNpz, import_npz_bytes
+    from core.limits import check_upload_size
+    from studio.npz_import import save_npz_upload
+
+    own = st.session_state.get(OWN_NPZ)
+    if own and own["upload"] == upload.file_id:  # imported as own data on an earlier run
+        st.success(own["message"], icon=":material/check_circle:")
+        show_dataset(ui.dataset_view(own["folder"], size), key="own-npz")
+        return
+    check_upload_size(upload.size, upload.name)
+    try:
+        saved = import_npz_bytes(upload.getvalue(), upload.name)
+    except NotOfficialNpz as exc:
+        st.error(ui.sentence(str(exc)), icon=":material/error:")
+        st.info("If you changed or relabelled this file on purpose, import it as your own dataset: it gets the "
+                "same checks as any upload and is kept with your own images, where the Train page offers it.",
+                icon=":material/info:")
+        if st.button("Import it as my own dataset", type="primary", icon=":material/upload:", key="npz_own"):
+            with st.spinner("Checking the file..."):
+                folder = save_npz_upload(upload.name, upload.getvalue(), ui.session_owner())
+            st.session_state[OWN_NPZ] = {
+                "upload": upload.file_id, "folder": str(folder),
+                "message": f"Imported {md_escape(upload.name)} as your own dataset "
+                           f"“{md_escape(folder.name)}”: it is shown below and selected under “Your own "
+                           "images”, and the Train page offers it."}
+            st.session_state[FOLDER_PICK] = str(folder)
+            st.rerun()
+        return
+    flag, size_of_file = _flag_and_size(saved.name)
+    st.session_state[SELECT] = (flag, size_of_file)
+    st.session_state[FLASH] = f"Imported {saved.name} (MD5 checked); it is selected below."
+    st.rerun()
+
+
+def md_escape(text: str) -> str:
+    """A file name inside a Markdown message, shown as typed (no links, no formatting)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:@])", r"\\\1", " ".join(str(text).split()))
+
+
+def _flag_and_size(filename: str) -> tuple[str, int]:
+    """``bloodmnist_64.npz`` -> ("bloodmnist", 64); ``bloodmnist.npz`` -> ("bloodmnist", 28)."""
+    stem = filename.removesuffix(".npz")
+    flag, _, size = stem.partition("_")
+    return flag, int(size) if size.isdigit() else 28
 
 
 def folder_tab() -> None:
@@ -113,25 +174,35 @@ def folder_tab() -> None:
     if lim.demo:
         st.caption(f"In this demo a zip may be up to {lim.max_upload_mb} MB with at most {lim.max_zip_files:,} files, "
                    f"and you can keep {lim.max_uploads} imported folders.")
-    upload = st.file_uploader("Your images as a .zip", type=["zip"],
+    upload = st.file_uploader("Your images as a .zip", type=["zip", "npz"],
                               help="Files that are not images, or that cannot be read, are skipped and listed "
-                                   "in the import report below.")
+                                   "in the import report below. A .npz laid out like MedMNIST's (train_images, "
+                                   "train_labels, and val_ and test_ if you have them) is imported as it is.")
     sizes = allowed_sizes(MEDMNIST_SIZES)
     size = st.selectbox("Resize images to (px)", sizes, index=min(1, len(sizes) - 1), key="folder_size",
                         help="Every image is stretched to this square size, as the models expect.")
     folder = None
-    if upload is not None:
+    if upload is not None and upload.name.lower().endswith(".npz"):
+        from studio.npz_import import save_npz_upload
+
+        with ui.guard("importing the .npz file"):
+            folder = save_npz_upload(upload.name, upload.getvalue(), ui.session_owner())
+    elif upload is not None:
         with ui.guard("importing the zip"):
             folder = ui.save_upload(upload.name, upload.getvalue(), ui.session_owner())
     uploads = ui.list_uploads(ui.session_owner())
     if folder is None and uploads:
-        folder = st.selectbox("Or look at an imported folder again", uploads, format_func=lambda p: p.name)
+        picked = st.session_state.get(FOLDER_PICK)  # just imported on the MedMNIST tab
+        index = next((i for i, p in enumerate(uploads) if str(p) == picked), 0)
+        folder = st.selectbox("Or look at an imported folder again", uploads, index=index,
+                              format_func=lambda p: p.name)
     if folder is None:
         st.info("Nothing imported yet: upload a zip to see its classes, balance and import report.")
         return
     with ui.guard("reading your images"), st.spinner("Reading the images..."):
         view = ui.dataset_view(str(folder), size)
-        too_big = too_many_images(view["files_read"])
+        too_big = too_many_images(sum(view["split_sizes"].values()) if view["source"] == "npz"
+                                  else view["files_read"])
         if too_big:
             st.warning(too_big, icon=":material/block:")
         else:

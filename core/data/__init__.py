@@ -10,6 +10,7 @@ from core.data.folder_source import load_image_folder
 from core.data.images import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, image_to_tensor, is_grayscale
 from core.data.medmnist_source import (
     MEDMNIST_SIZES,
+    NotOfficialNpz,
     import_npz,
     import_npz_bytes,
     list_medmnist,
@@ -19,6 +20,7 @@ from core.data.medmnist_source import (
     medmnist_url,
     read_medmnist_npz,
 )
+from core.data.npz_source import import_npz_dataset, is_npz_dataset, read_npz_dataset
 from core.data.safe_zip import extract_zip
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "ImportReport",
     "MAX_PIXELS",
     "MEDMNIST_SIZES",
+    "NotOfficialNpz",
     "SPLITS",
     "TASKS",
     "augment_batch",
@@ -40,6 +43,8 @@ __all__ = [
     "image_to_tensor",
     "import_npz",
     "import_npz_bytes",
+    "import_npz_dataset",
+    "is_npz_dataset",
     "is_grayscale",
     "list_datasets",
     "list_medmnist",
@@ -50,6 +55,7 @@ __all__ = [
     "medmnist_md5",
     "medmnist_url",
     "read_medmnist_npz",
+    "read_npz_dataset",
     "sample_weights",
     "weighted_sampler",
 ]

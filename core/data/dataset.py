@@ -20,7 +20,7 @@ from core.errors import DataError
 
 SPLITS = ("train", "val", "test")
 TASKS = ("binary", "multi-class", "multi-label", "ordinal")
-SOURCES = ("medmnist", "folder")
+SOURCES = ("medmnist", "folder", "npz")
 
 # medmnist.INFO[flag]["task"] -> our task name.
 MEDMNIST_TASKS = {
@@ -202,8 +202,9 @@ def load_dataset(
     """Load a dataset by MedMNIST flag or from an image folder or zip.
 
     Args:
-        spec: a MedMNIST flag ("bloodmnist") or the path of a folder or ``.zip`` with one
-            sub-folder of images per class.
+        spec: a MedMNIST flag ("bloodmnist"), the path of a folder or ``.zip`` with one
+            sub-folder of images per class, or of a person's own ``.npz`` (a file, or a
+            folder made by :func:`core.data.npz_source.import_npz_dataset`).
         size: image side in pixels; for MedMNIST one of 28, 64, 128, 224.
         data_dir: where MedMNIST files live (see :func:`core.paths.data_dir`).
         seed: seed of the stratified split of a folder without train/val/test sub-folders.
@@ -223,6 +224,10 @@ def load_dataset(
     if text.lower() in list_medmnist():
         return load_medmnist(text.lower(), size=size, data_dir=data_dir)
     path = Path(text).expanduser()
+    from core.data.npz_source import is_npz_dataset, read_npz_dataset
+
+    if is_npz_dataset(path) or (path.is_file() and path.suffix.lower() == ".npz"):
+        return read_npz_dataset(path, size=size, seed=seed)  # the person's own .npz (see npz_source)
     if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
         return load_image_folder(path, size=size, seed=seed)
     if path.exists():

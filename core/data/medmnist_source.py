@@ -45,6 +45,11 @@ _FLAGS_2D = (
 _NAME = re.compile(r"^(?P<flag>[a-z]+mnist(?:3d)?)(?:_(?P<size>\d+))?(?:\s*\(\d+\))?\.npz$")
 
 
+class NotOfficialNpz(DataError):
+    """A ``.npz`` that is not an official MedMNIST file (altered, relabelled or unknown): it
+    can still be imported as the person's own dataset (:mod:`core.data.npz_source`)."""
+
+
 def list_medmnist() -> list[str]:
     """The twelve 2D MedMNIST flags, in medmnist's order."""
     return list(_FLAGS_2D)
@@ -341,13 +346,13 @@ def _identify(filename: str, digest: str) -> tuple[str, int]:
         if digest in official:
             actual = medmnist_filename(*official[digest])
             raise DataError(f"{filename} is named like {medmnist_filename(flag, size)} but holds the official {actual}; rename it to {actual} and import it again")
-        raise DataError(
+        raise NotOfficialNpz(
             f"{filename} does not match the official {medmnist_filename(flag, size)} (MD5 {digest}, expected {expected}); "
             f"it is damaged or altered, so download it again from {medmnist_url(flag, size)}"
         )
     if digest in official:
         return official[digest]
-    raise DataError(
+    raise NotOfficialNpz(
         f"cannot tell which MedMNIST file {filename} is; name it like bloodmnist.npz (28 px) or "
         "bloodmnist_64.npz and import it again"
     )
