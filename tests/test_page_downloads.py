@@ -147,7 +147,8 @@ def test_compare_card_downloads_a_checked_onnx_model_with_its_card(runs_dir, med
 def test_classify_card_downloads_a_torchscript_model(runs_dir, media):
     at = open_page("classify")
     no_failure(at)
-    run_id = at.selectbox[0].value["run_id"]
+    chosen = at.selectbox[0].value  # the Model picker: a run id, or the run's index row
+    run_id = chosen if isinstance(chosen, str) else chosen["run_id"]
     at.selectbox(key="classify-format").set_value("torchscript").run()
     at.button(key="classify-export-torchscript").click().run()
     no_failure(at)
