@@ -30,7 +30,8 @@ def _png(fig) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format="png")
+        # "tight" keeps long class names and axis titles inside the picture.
+        fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.08)
     return buf.getvalue()
 
 
@@ -78,8 +79,7 @@ def learning_curves_png(records: Sequence[Mapping[str, Any]]) -> bytes | None:
                     ax.plot(xs, ys, marker="o", ms=3, color=SPLIT_COLOURS[split], label=name,
                             ls="-" if split == "train" else "--")
             ax.set_title(title)
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
+            _epoch_axis(ax, list(by_epoch))
         axes[0].legend(loc="best", fontsize=8)
         return _png(fig)
 
@@ -100,19 +100,33 @@ def overlaid_curves_png(curves: Mapping[str, Sequence[Mapping[str, Any]]], metri
     with matplotlib.rc_context(_RC):
         fig = _figure(7.0, 3.0)
         ax = fig.subplots()
-        drawn = 0
+        seen: list[int] = []
         for i, (name, records) in enumerate(curves.items()):
             xs, ys = _series(_epochs(records), metric)
             if xs:
                 ax.plot(xs, ys, marker="o", ms=3, color=PALETTE[i % len(PALETTE)], label=name)
-                drawn += 1
-        if not drawn:
+                seen += xs
+        if not seen:
             return None
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax, seen)
         ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=7)
         return _png(fig)
+
+
+def _epoch_axis(ax, epochs: Sequence[int]) -> None:
+    """Whole epochs on the x axis (one epoch would otherwise get ticks 0.95 ... 1.05)."""
+    from matplotlib.ticker import MaxNLocator
+
+    if epochs:
+        lo, hi = min(epochs), max(epochs)
+        ax.set_xlim(lo - 0.5, hi + 0.5)
+        if hi - lo <= 12:
+            ax.set_xticks(range(lo, hi + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
 
 
 def confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> bytes:

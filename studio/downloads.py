@@ -56,14 +56,13 @@ def model_downloads(run, key: str) -> None:
     if not run.best_checkpoint.is_file():
         st.caption("This run has no network weights to download (a classical baseline, or not finished).")
         return
-    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
-    fmt = c1.selectbox("Model file format", FORMATS, format_func=FORMAT_LABELS.get, key=f"{key}-format",
+    fmt = st.selectbox("Model file format", FORMATS, format_func=FORMAT_LABELS.get, key=f"{key}-format",
                        help="ONNX runs in onnxruntime and most deployment tools; TorchScript loads in PyTorch "
                             "without this studio's code. Both come with the model card, which says how to "
                             "prepare an image and read the answer.")
     stamp = ui.file_stamp(run.best_checkpoint)
     slot = f"model-{run.id}-{fmt}-{stamp}"
-    if c2.button("Prepare the model download", key=f"{key}-export-{fmt}", icon=":material/deployed_code:"):
+    if st.button("Prepare the model download", key=f"{key}-export-{fmt}", icon=":material/deployed_code:"):
         with ui.guard(f"exporting the model to {FORMAT_LABELS[fmt]}", "try the other format"), \
                 st.spinner(f"Exporting to {FORMAT_LABELS[fmt]} and checking it against PyTorch..."):
             bundle = export_bundle(run, fmt)
