@@ -7,7 +7,7 @@ import streamlit as st
 
 from studio import charts, paper_claims, ui
 from studio.downloads import run_card
-from studio.per_class_table import per_class_table
+from studio.per_class_table import per_class_section
 
 HIGHER = ["ACC", "AUC", "Macro F1", "Kappa"]
 LOWER = ["Log loss", "ECE", "Parameters", "Training time (s)", "Latency (ms)"]
@@ -170,15 +170,6 @@ def confusion_section(selected: list[dict], data: dict) -> None:
         for col, (r, test) in zip(cols, shown[start:start + 3]):
             col.plotly_chart(charts.confusion_heatmap(test["confusion_matrix"], test["class_names"], r["name"]),
                              key=f"cm-{r['run_id']}")
-
-
-def per_class_section(selected: list[dict], data: dict) -> None:
-    rows = [{"run": r["label"], "class": c["class"], "f1": c["f1"]}
-            for r in selected for c in (data[r["run_id"]]["eval"].get("test") or {}).get("per_class") or []]
-    if rows:
-        st.subheader("Per class")
-        st.plotly_chart(charts.per_class_f1(pd.DataFrame(rows)))
-    per_class_table(selected, data)
 
 
 def scatter_section(rows: list[dict], selected: list[dict]) -> None:

@@ -1,5 +1,6 @@
-"""Compare's per-class table: sensitivity, specificity, precision, recall, F1 and accuracy of
-every class of every selected run, on the test split (from :mod:`core.per_class`)."""
+"""Compare's per-class section: F1 bars, and a table of sensitivity, specificity, precision,
+recall, F1 and accuracy of every class of every selected run, on the test split (from
+:mod:`core.per_class`)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def per_class_frame(selected: list[dict], data: dict) -> pd.DataFrame:
                          "Precision": c["precision"], "Recall": c["recall"], "F1": c["f1"],
                          "Accuracy": c["accuracy"]})
     return pd.DataFrame(rows, columns=["Run", "Class", "Test images", *RATES]).astype({k: float for k in RATES})
+
+
+def per_class_section(selected: list[dict], data: dict) -> None:
+    """Compare's "Per class" section: F1 bars per class and run, then the table of rates."""
+    from studio import charts
+
+    rows = [{"run": r["label"], "class": c["class"], "f1": c["f1"]}
+            for r in selected for c in (data[r["run_id"]]["eval"].get("test") or {}).get("per_class") or []]
+    if rows:
+        st.subheader("Per class")
+        st.plotly_chart(charts.per_class_f1(pd.DataFrame(rows)))
+    per_class_table(selected, data)
 
 
 def per_class_table(selected: list[dict], data: dict) -> None:
