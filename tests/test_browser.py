@@ -1,6 +1,9 @@
 """One real-browser walk through the studio: a real ``streamlit run`` server and Chromium
-driven by Playwright. Datasets shows BreastMNIST, Train runs a one-epoch model to the end,
-Compare lists it, and Classify labels an uploaded PNG with a heatmap.
+driven by Playwright. On Datasets an altered copy of BreastMNIST is refused as the official
+file and imported as the person's own dataset, then the official file is imported and stays
+selected; Train runs a one-epoch model to the end; Compare lists it with its per-class table
+and downloads its report (opened in the browser); Classify labels an uploaded PNG with a
+heatmap and downloads the model (ONNX with its model card), which onnxruntime then runs.
 
 A full-page screenshot of every page goes to ``test-artifacts/screenshots/`` (or
 ``$STUDIO_ARTIFACTS/screenshots/``) for a person to look at.
@@ -9,7 +12,6 @@ A full-page screenshot of every page goes to ``test-artifacts/screenshots/`` (or
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -79,8 +81,7 @@ def _stop_workers(runs: Path) -> None:
 @pytest.fixture
 def server(tmp_path, medmnist_dir):
     data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(medmnist_dir / "breastmnist.npz", data / "breastmnist.npz")
+    data.mkdir()  # empty: the walk imports BreastMNIST on the Datasets page
     runs = tmp_path / "runs"
     port = _free_port()
     env = {**os.environ, "STUDIO_RUNS_DIR": str(runs), "STUDIO_DATA_DIR": str(data), "STUDIO_DEVICE": "cpu"}
@@ -147,10 +148,37 @@ def _no_exception(page) -> None:
     assert "Traceback" not in page.inner_text("body")
 
 
+def _altered_copy(official: Path, folder: Path) -> Path:
+    """BreastMNIST with its training labels swapped, under the official name."""
+    folder.mkdir()
+    with np.load(official) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["train_labels"] = 1 - arrays["train_labels"]
+    np.savez(folder / "breastmnist.npz", **arrays)
+    return folder / "breastmnist.npz"
+
+
+def _check_model_zip(path: Path) -> None:
+    """The downloaded zip holds a model onnxruntime runs, and the run's model card."""
+    import zipfile
+
+    import onnxruntime as ort
+
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == ["model.onnx", "model_card.md"]
+        model, card = zf.read("model.onnx"), zf.read("model_card.md").decode()
+    assert card.startswith("# Model card:") and "## Export" in card
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": np.zeros((3, 1, 28, 28), np.float32)})[0]
+    assert out.shape == (3, 2) and np.isfinite(out).all()
+
+
 def test_browser_walkthrough(server, tmp_path, medmnist_dir):
     url = server["url"]
     shots = _shots_dir()
-    with np.load(medmnist_dir / "breastmnist.npz") as npz:
+    official = medmnist_dir / "breastmnist.npz"
+    altered = _altered_copy(official, tmp_path / "altered")
+    with np.load(official) as npz:
         png = tmp_path / "ultrasound.png"
         Image.fromarray(npz["test_images"][0]).resize((112, 112)).save(png)
 
@@ -168,10 +196,23 @@ def test_browser_walkthrough(server, tmp_path, medmnist_dir):
             _no_exception(page)
             _full_page(page, shots / "home.png")
 
-            # Datasets: BreastMNIST is on disk and described
+            # Datasets: an altered BreastMNIST is refused as official, then imported as own data
             page.goto(f"{url}/datasets")
-            expect(page.get_by_text("Binary: each image is one of two classes")).to_be_visible()
-            expect(page.get_by_text("Sample images from the training split")).to_be_visible()
+            expect(page.get_by_text("is not in the data directory yet")).to_be_visible()
+            npz_input = page.locator(".st-key-medmnist_npz input[type='file']")
+            npz_input.set_input_files(str(altered))
+            expect(page.get_by_text("does not match the official breastmnist.npz")).to_be_visible()
+            page.get_by_role("button", name="Import it as my own dataset").click()
+            expect(page.get_by_text("as your own dataset").first).to_be_visible()
+            expect(page.get_by_text("Binary: each image is one of two classes").first).to_be_visible()
+            _no_exception(page)
+            _full_page(page, shots / "datasets-own-npz.png")
+
+            # ... and the official file: imported, MD5 checked, selected and described
+            npz_input.set_input_files(str(official))
+            expect(page.get_by_text("Imported breastmnist.npz (MD5 checked); it is selected below.")).to_be_visible()
+            expect(page.get_by_text("Sample images from the training split").first).to_be_visible()
+            assert (server["data"] / "breastmnist.npz").is_file()
             _no_exception(page)
             _full_page(page, shots / "datasets.png")
 
@@ -193,8 +234,22 @@ def test_browser_walkthrough(server, tmp_path, medmnist_dir):
             page.goto(f"{url}/compare")
             expect(page.get_by_role("heading", name="Scores")).to_be_visible()
             expect(page.get_by_text("ROC curves on the test split")).to_be_visible()
+            expect(page.get_by_text("Each class against all the others, on the test split")).to_be_visible()
+            page.get_by_role("button", name="Prepare the report of this run").click()
+            with page.expect_download() as report_download:
+                page.get_by_role("button", name="Download the report (HTML)").click()
+            report = tmp_path / "report.html"
+            report_download.value.save_as(report)
+            expect(page.get_by_role("button", name="Download the report (PDF)")).to_be_visible()
             _no_exception(page)
             _full_page(page, shots / "compare.png")
+
+            # The report opens on its own, offline: every picture inline
+            page.goto(report.as_uri())
+            expect(page.get_by_role("heading", name="Per class")).to_be_visible()
+            expect(page.get_by_role("heading", name="Example explanations")).to_be_visible()
+            assert page.locator("img").count() >= 4
+            page.screenshot(path=str(shots / "report.png"), full_page=True)
 
             # Classify: upload the PNG, get a label and a heatmap
             page.goto(f"{url}/classify")
@@ -205,6 +260,18 @@ def test_browser_walkthrough(server, tmp_path, medmnist_dir):
             assert page.locator("[data-testid='stImage'] img").count() >= 2
             _no_exception(page)
             _full_page(page, shots / "classify.png")
+
+            # Download the model from the run's card: ONNX with its model card
+            page.get_by_text("Download this model (ONNX or TorchScript, with its model card)").click()
+            page.get_by_role("button", name="Prepare the model download").click()
+            with page.expect_download() as model_download:
+                page.get_by_role("button", name="Download the ONNX model and its model card").click()
+            zipped = tmp_path / "model.zip"
+            model_download.value.save_as(zipped)
+            _check_model_zip(zipped)
+            expect(page.get_by_text("Checked before saving")).to_be_visible()
+            _no_exception(page)
+            _full_page(page, shots / "classify-download.png")
         finally:
             browser.close()
     log = server["log"].read_text()
