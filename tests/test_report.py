@@ -197,3 +197,22 @@ def test_explanation_failure_does_not_leak_the_servers_folders(tmp_path):
     html = render(run_report(run), "html").decode()
     assert "No heatmaps: the test images of scans-1234 (own images) could not be loaded" in html
     assert str(gone.parent) not in html
+
+
+def test_a_multi_label_run_gets_counts_per_label_and_no_square_matrix(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, (90, 3))
+    scores = np.clip(y * 0.6 + rng.random((90, 3)) * 0.5, 0, 1)
+    run = store.create_run({"dataset": "chestmnist", "model": "resnet18", "image_size": 28,
+                            "config": {"dataset": "chestmnist"}}, name="chest")
+    ev = evaluate_predictions(scores, y, "multi-label", ["effusion", "mass", "nodule"])
+    run.write_eval({"test": ev})
+    run.write_predictions(test_scores=scores.astype(np.float32), test_labels=y)
+    report = run_report(run, examples=0)
+    counts = next(b for b in report.blocks if isinstance(b, Table) and b.headers[0] == "label")
+    mcm = multilabel_confusion_matrix(y, (scores > 0.5).astype(int))
+    assert [r[1:] for r in counts.rows] == [[m[1, 1], m[0, 1], m[1, 0], m[0, 0]] for m in mcm]
+    html = render(report, "html").decode()
+    assert ">Confusion matrix<" not in html and ">Per class<" in html
+    assert render(report, "pdf").startswith(b"%PDF")
