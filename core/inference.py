@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from core.errors import StudioError
+from core.runs.checkpoint_check import check_model_checkpoint
 
 
 @dataclass
@@ -62,6 +63,22 @@ def rebuild_model(ckpt: dict) -> nn.Module:
                             int(args["image_size"]), pretrained=pretrained)
 
 
+def load_weights(model: nn.Module, ckpt: dict, what: str) -> None:
+    """Load ``ckpt["state_dict"]`` into ``model``; weights of another shape are a damaged checkpoint.
+
+    Raises:
+        StudioError: naming ``what`` (e.g. "the best checkpoint of run 'r1'") and what to do.
+    """
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:  # missing / unexpected keys, or tensors of the wrong shape
+        first = str(exc).splitlines()[0].rstrip(":. ")
+        raise StudioError(
+            f"{what} is a damaged checkpoint: its weights do not fit a {ckpt.get('model_name')} model ({first[:160]}); "
+            "train or resume the run again to write a new one, or pick another run"
+        ) from exc
+
+
 def load_run_model(run, which: str = "best", device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild a run's model from its checkpoint.
 
@@ -80,9 +97,11 @@ def load_run_model(run, which: str = "best", device: str | torch.device = "cpu")
         status = run.meta().get("status", "unknown")
         raise StudioError(f"run {run.id} has no {which} checkpoint (it is {status}); pick a finished neural-network run.")
     ckpt = run.load_checkpoint(which)
+    what = f"the {which} checkpoint of run '{run.id}'"
+    check_model_checkpoint(ckpt, what)
     args = ckpt["model_args"]
     model = rebuild_model(ckpt)
-    model.load_state_dict(ckpt["state_dict"])
+    load_weights(model, ckpt, what)
     device = torch.device(device)
     model.to(device).eval()
     info = model_info(ckpt["model_name"], args["in_channels"], args["num_classes"], args["image_size"])

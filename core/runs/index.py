@@ -22,7 +22,7 @@ from core.errors import StudioError
 logger = logging.getLogger(__name__)
 
 # Bump when the columns change: an index with another version is rebuilt.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the damaged column
 
 # (name, SQL type). ``stamp`` is internal: the mtimes of the files a row was read
 # from, so that a listing can notice files changed behind the index's back.
@@ -51,6 +51,7 @@ _COLUMN_TYPES: tuple[tuple[str, str], ...] = (
     ("tags", "TEXT"),
     ("owner", "TEXT"),
     ("error", "TEXT"),
+    ("damaged", "TEXT"),
     ("stamp", "TEXT"),
 )
 _ALL_COLUMNS = tuple(name for name, _ in _COLUMN_TYPES)
@@ -103,8 +104,9 @@ def build_row(
         meta: meta.json content, or None when it is missing or unreadable (status
             becomes ``"unknown"``).
         evaluation: eval.json content, or None.
-        problems: sentences describing files that could not be read; they go into the
-            ``error`` column in front of the run's own error.
+        problems: sentences describing files that could not be read; they are the
+            ``damaged`` column, and go into the ``error`` column in front of the run's
+            own error.
         stamp: the files' modification times (see ``RunStore``).
 
     Returns:
@@ -121,6 +123,7 @@ def build_row(
     tags = meta.get("tags")
     tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
     errors = [p for p in problems if p]
+    damaged = " ".join(errors) or None
     if isinstance(meta.get("error"), str) and meta["error"]:
         errors.append(meta["error"])
     status = meta.get("status") if isinstance(meta.get("status"), str) else "unknown"
@@ -149,6 +152,7 @@ def build_row(
         "tags": json.dumps(tags),
         "owner": _as_str(meta.get("owner")),
         "error": " ".join(errors) or None,
+        "damaged": damaged,
         "stamp": stamp,
     }
 
@@ -341,17 +345,24 @@ def _as_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# SQLite's INTEGER is 64 bits; a larger Python int makes the whole insert fail.
+_INT_RANGE = range(-(2**63), 2**63)
+
+
 def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and value in _INT_RANGE:
+        return value
     return None
 
 
 def _as_float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond a float's range
+        return None

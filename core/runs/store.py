@@ -36,6 +36,7 @@ from core.atomic import _json_default, atomic_write, write_json
 from core.errors import StudioError
 from core.paths import runs_dir
 from core.runs.index import INDEXED_META_FIELDS, RunIndex, build_row, find_param
+from core.runs.safe_json import DamagedJSON, loads_checked, metric_record_problem
 
 try:  # POSIX; on other systems meta updates are not locked across processes
     import fcntl
@@ -52,7 +53,8 @@ STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupte
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "interrupted"})
 CHECKPOINTS = ("best", "last")
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# \Z, not $: "$" also matches before a trailing newline, and "run\n" is not a run id.
+_RUN_ID = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")
 
 
 def utc_now() -> str:
@@ -237,7 +239,8 @@ class Run:
             kind: keep only records with this ``kind`` (``"epoch"``, ``"step"``, ...).
 
         Returns:
-            The records; a malformed line (a write cut short) is skipped.
+            The records; a malformed line (a write cut short, a hand edit such as
+            ``"epoch": "two"``) is skipped with a warning.
         """
         try:
             raw = self.metrics_path.read_bytes()
@@ -248,12 +251,17 @@ class Run:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except ValueError:
-                logger.warning("%s line %d is not JSON; skipped", self.metrics_path, number)
+                record = loads_checked(line)
+            except ValueError as exc:  # DamagedJSON too: a number or nesting nothing can use
+                logger.warning("%s line %d is not usable JSON (%s); skipped", self.metrics_path, number, exc)
                 continue
-            if isinstance(record, dict) and (kind is None or record.get("kind") == kind):
-                records.append(record)
+            if not isinstance(record, dict) or (kind is not None and record.get("kind") != kind):
+                continue
+            problem = metric_record_problem(record)
+            if problem is not None:  # a hand edit such as "epoch": "two" would break every chart
+                logger.warning("%s line %d: %s; skipped", self.metrics_path, number, problem)
+                continue
+            records.append(record)
         return records
 
     # -- evaluation and predictions --------------------------------------------------------
@@ -353,7 +361,9 @@ class Run:
         except (OSError, UnicodeDecodeError) as exc:  # a directory in its place, binary junk
             raise StudioError(f"{path.name} of run '{self.id}' cannot be read ({exc}); fix or delete {path}") from exc
         try:
-            value = json.loads(text)
+            value = loads_checked(text)
+        except DamagedJSON as exc:
+            raise StudioError(f"{path.name} of run '{self.id}' holds {exc}; fix or delete {path}") from None
         except ValueError as exc:
             raise StudioError(
                 f"{path.name} of run '{self.id}' is not valid JSON ({exc}); fix or delete {path}"
@@ -526,7 +536,8 @@ class RunStore:
     """All runs under one directory, with an SQLite index for listing.
 
     Safe to share between threads (Streamlit's ``st.cache_resource``) and to use from
-    several processes at once (the server and its workers).
+    several processes at once (the server and its workers). Opening it marks running runs
+    whose process is provably gone ``interrupted`` (:mod:`core.runs.reaper`).
 
     Args:
         root: the runs directory; None means :func:`core.paths.runs_dir` (``--runs-dir``
@@ -537,6 +548,10 @@ class RunStore:
         self.root = runs_dir(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = RunIndex(self.root / "index.sqlite", source=self._rows_from_disk)
+        # A foreground run killed outright (SIGKILL, the OOM killer) has nobody to settle it.
+        from core.runs.reaper import interrupt_dead_runs
+
+        interrupt_dead_runs(self)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"

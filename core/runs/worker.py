@@ -111,8 +111,11 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
         return 130
     except Exception as exc:
         _ignore_sigterm()
-        traceback.print_exc()  # the full story goes to worker.log
-        message = one_line_error(exc, store.root)
+        message = _out_of_memory(exc, run)
+        if message is None:
+            traceback.print_exc()  # the full story goes to worker.log
+            message = one_line_error(exc, store.root)
+        # else the allocator's text and the traceback say nothing the sentence does not
         logger.error("run %s failed: %s", run.id, message)
         _finish(store, run, "failed", message)
         return 1
@@ -193,6 +196,17 @@ def storage_problem(exc: BaseException, runs_root: str | os.PathLike | None = No
                         "fix its permissions, then resume the run from its last checkpoint")
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+def _out_of_memory(exc: BaseException, run: Run) -> str | None:
+    """The out-of-memory sentence for ``exc`` with the run's own settings, or None."""
+    from core.train.oom import out_of_memory_message
+
+    try:
+        config = run.params().get("config")
+    except StudioError:
+        config = None
+    return out_of_memory_message(exc, config if isinstance(config, dict) else None)
 
 
 def _number(value: Any) -> float | None:
