@@ -105,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:  # eval / predict / export on too small a machine
+        from core.train.oom import out_of_memory_message
+
+        message = out_of_memory_message(exc, doing=f"`{args.command}`")
+        if message is None:
+            raise
+        print(f"error: {message}.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted; `python -m core resume RUN_ID` continues a run from its last checkpoint.",
               file=sys.stderr)
@@ -145,12 +153,22 @@ def _train_foreground(run, store, requeue: bool = False) -> int:
     from core.runs import worker
     from core.train import run_training
 
-    # The worker logs progress lines for worker.log; in a terminal the bar says it better.
+    from core.train.terminal_progress import TrainingProgress
+
+    # The worker logs progress lines for worker.log; here the bar (or a line per epoch) says it
+    # better, and the closing line below says how the run ended, so the worker's own
+    # "run ... failed" line would only repeat it.
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    worker_log = logging.getLogger(worker.__name__)
+    repeat = _DropFailedLine()
+    worker_log.addFilter(repeat)
     if requeue:  # right before the worker claims it, so a server's runner has no gap to take it
         store.update_meta(run.id, status="queued", error=None)
-    with _ProgressBar(run) as bar:
-        worker.main([str(run.dir)], train=lambda r, s: run_training(r, s, progress=bar.update))
+    try:
+        with TrainingProgress(run.params()["config"]["epochs"]) as progress:
+            worker.main([str(run.dir)], train=lambda r, s: run_training(r, s, progress=progress.update))
+    finally:
+        worker_log.removeFilter(repeat)
     meta = run.meta()
     status = meta.get("status")
     if status != "completed":
@@ -164,36 +182,11 @@ def _train_foreground(run, store, requeue: bool = False) -> int:
     return 0
 
 
-class _ProgressBar:
-    """A tqdm bar over all training steps, fed by the trainer's step and epoch records."""
+class _DropFailedLine:
+    """A logging filter that drops the worker's "run X failed: ..." record."""
 
-    def __init__(self, run):
-        self.run, self.bar, self.done = run, None, 0
-
-    def __enter__(self):
-        return self
-
-    def update(self, record: dict) -> None:
-        from tqdm import tqdm
-
-        cfg_epochs = self.run.params()["config"]["epochs"]
-        if record.get("kind") == "step":
-            if self.bar is None:
-                self.bar = tqdm(total=cfg_epochs * record["steps_per_epoch"], unit="step", file=sys.stderr,
-                                dynamic_ncols=True, initial=(record["epoch"] - 1) * record["steps_per_epoch"])
-                self.done = self.bar.n
-            target = (record["epoch"] - 1) * record["steps_per_epoch"] + record["batch"]
-            self.bar.update(max(0, target - self.done))
-            self.done = max(self.done, target)
-            self.bar.set_postfix(epoch=f"{record['epoch']}/{cfg_epochs}", loss=f"{record['loss']:.3f}")
-        elif record.get("kind") == "epoch" and self.bar is not None:
-            auc = record.get("val_auc")
-            self.bar.set_postfix(epoch=f"{record['epoch']}/{cfg_epochs}", val_loss=f"{record['val_loss']:.3f}",
-                                 val_auc="n/a" if auc is None else f"{auc:.3f}")
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("run %s failed")
 
 
 def cmd_runs(args) -> int:
