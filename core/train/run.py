@@ -175,7 +175,9 @@ def final_evaluation(run, model, data, cfg: TrainConfig, device) -> dict[str, An
 
     best = run.load_checkpoint("best") if run.best_checkpoint.exists() else None
     if best is not None:
-        model.load_state_dict(best["state_dict"])
+        from core.inference import load_weights
+
+        load_weights(model, best, f"the best checkpoint of run '{run.id}'")
     mean, std = _normalization(best, cfg, data)
     channels_last = device.type == "cuda"
     splits = {}
@@ -230,6 +232,9 @@ def reevaluate_run(run, store, data_dir: str | None = None) -> dict[str, Any]:
         run.write_eval(evals)
         return evals
     ckpt = run.load_checkpoint("best")
+    from core.runs.checkpoint_check import check_model_checkpoint
+
+    check_model_checkpoint(ckpt, f"the best checkpoint of run '{run.id}'")  # before any key is read
     if (ckpt.get("laterality") or {}).get("side_matters"):
         cfg = cfg.replace(tta=False, mirror=False)  # as in training: never mirror this run's images
     device = pick_device(cfg.device)
