@@ -91,8 +91,10 @@ def advanced(base, spec: str, size: int, model_supports_pretrained: bool) -> dic
                                       help="How many times the model sees every training image. More epochs can "
                                            "learn more but take longer." + (f" This demo allows at most {cap}."
                                                                             if cap < MAX_EPOCHS else ""))
-        v["batch_size"] = c2.number_input("Batch size", 1, MAX_BATCH, base.batch_size, help="Images per training "
-                                          "step. Larger batches are faster per image but need more memory.")
+        v["batch_size"] = c2.number_input("Batch size (0 = chosen for your data)", 0, MAX_BATCH, base.batch_size,
+                                          help="Images per training step. Larger batches are faster per image but "
+                                               "need more memory; small datasets learn better with small batches. "
+                                               "0 lets the recipe choose from the number of images and epochs.")
         v["lr"] = c3.number_input("Learning rate", 1e-6, 10.0, float(base.lr), step=1e-4, format="%.5f",
                                   help="How big each learning step is. Too high and training jumps around; "
                                        "too low and it crawls. 0.001 is a safe start.")
@@ -310,8 +312,17 @@ def main() -> None:
     pretrained_ok = model not in list_classical() and model_info(model).supports_pretrained
     changed = advanced(base, spec, size, pretrained_ok)
     settings = dataclasses.replace(base, **{k: v for k, v in changed.items()})
+    batch = settings.batch_size
+    if batch == 0 and facts.get("n_train"):
+        from core.train.batch_plan import plan_batch
+
+        plan = plan_batch(facts["n_train"], settings.epochs, settings.max_minutes)
+        batch = plan.batch_size
+        st.caption(f"Batch size chosen by the recipe: {plan.batch_size} ({plan.reason[0].lower()}{plan.reason[1:]})",
+                   help="The default recipe picks smaller batches for small datasets and short runs, so the model "
+                        "takes enough learning steps; set a batch size under Advanced settings to choose it yourself.")
     with right, ui.guard(f"describing {model}", "pick another architecture or image size"):
-        model_card(model, size, facts, settings.batch_size, settings.epochs)
+        model_card(model, size, facts, batch or 128, settings.epochs)
     n = 1 + len(extra)
     if st.button(f"Start training{f' ({n} runs)' if n > 1 else ''}", type="primary", icon=":material/play_arrow:"):
         with ui.guard("starting the training run"):

@@ -38,7 +38,7 @@ def test_round_trip_through_dict():
     (dict(lr=0.0), "learning rate must be a number above 0"),
     (dict(lr=-1.0), "learning rate must be a number above 0"),
     (dict(lr=float("nan")), "learning rate"),
-    (dict(batch_size=0), "batch size must be between 1"),
+    (dict(batch_size=-1), "batch size must be between 1"),
     (dict(image_size=32), "image size 32 is not offered"),
     (dict(optimizer="lion"), "optimizer 'lion' is not offered"),
     (dict(schedule="warp"), "schedule 'warp' is not offered"),

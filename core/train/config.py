@@ -152,8 +152,10 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS, limits: "Limits | N
         raise ConfigError(f"epochs must be at most {max_epochs} (got {cfg.epochs}); train in several runs or lower it.")
     if limits.max_epochs is not None and cfg.epochs > limits.max_epochs:
         raise ConfigError(f"epochs must be at most {limits.max_epochs} in this demo (got {cfg.epochs}); lower it.")
-    if not isinstance(cfg.batch_size, int) or not 1 <= cfg.batch_size <= MAX_BATCH:
-        raise ConfigError(f"batch size must be between 1 and {MAX_BATCH} (got {cfg.batch_size}).")
+    # 0 leaves the batch to the data (core.train.batch_plan), as the default recipe does.
+    if not isinstance(cfg.batch_size, int) or not 0 <= cfg.batch_size <= MAX_BATCH:
+        raise ConfigError(f"batch size must be between 1 and {MAX_BATCH}, or 0 to let the recipe choose "
+                          f"(got {cfg.batch_size}).")
     if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and 0 < cfg.lr <= 10):
         raise ConfigError(f"learning rate must be a number above 0 and at most 10 (got {cfg.lr}); 0.001 is a safe start.")
     for name in ("weight_decay", "l1", "l2", "grad_clip", "label_smoothing", "max_minutes"):

@@ -38,7 +38,7 @@ _add(Recipe(
     "Fast and dependable on a CPU: AdamW with a one-cycle schedule, left-right flips and small shifts, "
     "label smoothing, an average of the recent weights, the epoch with the best validation AUC kept, "
     "test-time flips.",
-    dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_size=128, epochs=30, schedule="onecycle",
+    dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_size=0, epochs=30, schedule="onecycle",
          loss="auto", label_smoothing=0.05, augment="flipshift", monitor="val_auc", tta=True, ema=0.99),
 ))
 _add(Recipe(

@@ -14,8 +14,10 @@ import torch
 
 from core.train.callbacks import (BestCheckpoint, Dwell, EarlyStopping, Reporter, StopOnRequest,
                                   TimeBudget)
+from core.train.batch_plan import AUTO_BATCH, plan_batch
 from core.train.config import TrainConfig
 from core.train.device import pick_device
+from core.train.progress import stop_record, time_left
 from core.train.trainer import Trainer, make_batches, predict_logits, scores_from_logits
 
 CHECKPOINT_FORMAT = "studio-checkpoint-v1"
@@ -99,6 +101,12 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
         cfg = dataclasses.replace(cfg, mirror=False, tta=False)
     # What the training images look like, so Classify can warn about uploads unlike them.
     train_stats = training_image_stats(data.images["train"])
+    # A recipe that leaves the batch to the data (the default) gets it now that the number of
+    # training images is known (core.train.batch_plan); a resumed run derives the same one.
+    plan = None
+    if cfg.batch_size == AUTO_BATCH:
+        plan = plan_batch(int(data.images["train"].shape[0]), cfg.epochs, cfg.max_minutes)
+        cfg = dataclasses.replace(cfg, batch_size=plan.batch_size)
 
     info = model_info(cfg.model, data.channels, data.num_classes, cfg.image_size)
     mean, std = info.normalization(cfg.pretrained)
@@ -122,7 +130,8 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     }
     store.update_meta(run.id, params_count=info.params, task=data.task, class_names=list(data.class_names),
                       n_train=len(train), n_val=len(val), n_test=int(data.images["test"].shape[0]),
-                      laterality=side.to_dict(), train_stats=train_stats)
+                      laterality=side.to_dict(), train_stats=train_stats,
+                      batch_plan=plan.to_dict() if plan is not None else None)
 
     tracker = _ProgressTracker(run, store, cfg, progress)
     callbacks = [
@@ -135,7 +144,8 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     if cfg.dwell:
         callbacks.append(Dwell())
     if cfg.max_minutes:
-        callbacks.append(TimeBudget(cfg.max_minutes))
+        tracker.budget = TimeBudget(cfg.max_minutes)
+        callbacks.append(tracker.budget)
     trainer = Trainer(model, cfg, data.task, device, train, val, callbacks, weights,
                       save_checkpoint=lambda which, state: run.save_checkpoint(which, {**state, **base}))
     tracker.trainer = trainer
@@ -145,7 +155,10 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
 
     result = trainer.fit()
     final = {"epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
-             "train_seconds": round(result.train_seconds, 3), "stop_reason": result.stop_reason}
+             "train_seconds": round(result.train_seconds, 3), "stop_reason": result.stop_reason,
+             "stop": stop_record(result.status, result.epochs_done, cfg.epochs, getattr(trainer, "stop_kind", None),
+                                 max_minutes=cfg.max_minutes, patience=cfg.early_stopping, monitor=cfg.monitor,
+                                 best_epoch=result.best_epoch)}
     if result.status == "cancelled":
         final.update(status="cancelled", finished=now_iso())
         store.update_meta(run.id, **final)
@@ -194,6 +207,7 @@ def final_evaluation(run, model, data, cfg: TrainConfig, device) -> dict[str, An
         arrays[f"{split}_logits"] = logits.numpy().astype(np.float32)
         arrays[f"{split}_labels"] = labels.numpy()
     run.write_predictions(**arrays)
+    evals["baseline"] = _yardstick(data, cfg.seed)
     run.write_eval(evals)
     # The temperature travels with the best weights, so Classify can apply it when asked.
     if best is not None:
@@ -202,6 +216,21 @@ def final_evaluation(run, model, data, cfg: TrainConfig, device) -> dict[str, An
     latency = measure_latency(model, (data.channels, cfg.image_size, cfg.image_size), device=str(device))
     return {"temperature": temperature, "latency_ms": latency["median_ms"],
             "test_acc": evals["test"]["acc"], "test_auc": evals["test"]["auc"]}
+
+
+def _yardstick(data, seed: int) -> dict[str, Any]:
+    """The quick classical baseline (core.baseline) the pages set the run beside. It only
+    informs, so a failure is recorded in its place (and logged) rather than failing a run
+    whose training and evaluation succeeded."""
+    from core.baseline import quick_baseline
+
+    try:
+        return quick_baseline(data, seed)
+    except Exception as exc:  # noqa: BLE001 - recorded in eval.json and in the worker log
+        import logging
+
+        logging.getLogger("core.train").exception("the quick baseline could not be fitted")
+        return {"skipped": f"the quick baseline could not be fitted ({type(exc).__name__}: {exc})"}
 
 
 def _normalization(ckpt: dict | None, cfg: TrainConfig, data):
@@ -254,6 +283,7 @@ class _ProgressTracker:
         self.t0 = time.monotonic()
         self.last_meta = 0.0
         self.done_at_start: float | None = None
+        self.budget: TimeBudget | None = None  # the time limit, when the run has one
 
     def _fraction(self, epoch: int, batch: int, steps: int) -> float:
         return min(1.0, ((epoch - 1) + batch / max(1, steps)) / self.cfg.epochs)
@@ -265,10 +295,13 @@ class _ProgressTracker:
         self.last_meta = now
         if self.done_at_start is None:
             self.done_at_start = fraction
-        done_here = fraction - self.done_at_start
-        eta = (now - self.t0) / done_here * (1 - fraction) if done_here > 1e-6 else None
+        # The sooner of the epochs still to go and the time limit (core.train.progress).
+        spent = self.budget.state_dict()["spent"] if self.budget is not None and self.budget.start else None
+        eta = time_left(fraction, self.done_at_start, now - self.t0, self.cfg.epochs,
+                        self.budget.seconds if self.budget is not None else None, spent)
         fields = {"epoch": record["epoch"], "epochs": self.cfg.epochs, "progress": round(fraction, 4),
-                  "eta_seconds": round(eta, 1) if eta is not None else None, "lr": record.get("lr")}
+                  "eta_seconds": round(eta, 1) if eta is not None else None, "lr": record.get("lr"),
+                  "time_limit_minutes": self.cfg.max_minutes or None}
         for key in ("val_loss", "val_acc", "val_auc", "train_loss"):
             if key in record:
                 fields[f"last_{key}"] = record[key]
