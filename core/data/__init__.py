@@ -7,7 +7,8 @@ from core.data.augment import AUGMENT_PRESETS, AugmentSpec, augment_batch, augme
 from core.data.balance import class_weights, sample_weights, weighted_sampler
 from core.data.dataset import SPLITS, TASKS, ImageDataset, ImportReport, list_datasets, load_dataset
 from core.data.folder_source import load_image_folder
-from core.data.images import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, image_to_tensor, is_grayscale
+from core.data.images import (IMAGE_EXTENSIONS, MAX_FILE_BYTES, MAX_PIXELS, DecodedImage, decode_image, image_to_tensor,
+                              is_grayscale, is_image_candidate, read_image)
 from core.data.medmnist_source import (
     MEDMNIST_SIZES,
     NotOfficialNpz,
@@ -26,9 +27,11 @@ from core.data.safe_zip import extract_zip
 __all__ = [
     "AUGMENT_PRESETS",
     "AugmentSpec",
+    "DecodedImage",
     "IMAGE_EXTENSIONS",
     "ImageDataset",
     "ImportReport",
+    "MAX_FILE_BYTES",
     "MAX_PIXELS",
     "MEDMNIST_SIZES",
     "NotOfficialNpz",
@@ -46,6 +49,7 @@ __all__ = [
     "import_npz_dataset",
     "is_npz_dataset",
     "is_grayscale",
+    "is_image_candidate",
     "list_datasets",
     "list_medmnist",
     "load_dataset",
@@ -54,6 +58,7 @@ __all__ = [
     "medmnist_filename",
     "medmnist_md5",
     "medmnist_url",
+    "read_image",
     "read_medmnist_npz",
     "read_npz_dataset",
     "sample_weights",

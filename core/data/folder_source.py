@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from core.data.dataset import SPLITS, ImageDataset, ImportReport
-from core.data.images import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, image_to_tensor
+from core.data.images import MAX_PIXELS, image_to_tensor, is_image_candidate, read_image
 from core.data.safe_zip import extract_zip, is_ignored
+from core.data.split_check import check_split_counts, largest_remainder
 from core.errors import ConfigError, DataError
 
 SPLIT_FOLDERS = {
@@ -123,7 +124,7 @@ def _files_below(folder: Path) -> list[Path]:
 
 
 def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    return is_image_candidate(path)
 
 
 def _unwrap(root: Path) -> Path:
@@ -185,7 +186,7 @@ def _load_tree(root, label, size, channels, fractions, seed, max_pixels, progres
                 if not f.is_file():
                     report.skip(_rel(f, base), "not a regular file (a broken link?)")
                 elif not _is_image_name(f):
-                    report.skip(_rel(f, base), f"not an image file (extension {f.suffix or 'none'}); use PNG, JPEG, BMP or TIFF")
+                    report.skip(_rel(f, base), f"not an image file (extension {f.suffix or 'none'}); use PNG, JPEG, BMP, TIFF or DICOM")
                 else:
                     candidates.append((split_name, class_dir.name, f))
     if not folders:
@@ -195,15 +196,17 @@ def _load_tree(root, label, size, channels, fractions, seed, max_pixels, progres
         )
 
     decoded: list[tuple[str | None, str, torch.Tensor]] = []
+    frame_notes: list[tuple[str, str]] = []  # (file, which frame or page was used)
     for done, (split_name, class_name, f) in enumerate(candidates, start=1):
         rel = _rel(f, base)
         try:
-            img = decode_image(f, max_pixels=max_pixels, name=rel)
+            result = read_image(f, max_pixels=max_pixels, name=rel)
         except DataError as exc:
             report.skip(rel, str(exc))
         else:
-            decoded.append((split_name, class_name, _to_tensor(img, size, channels)))
+            decoded.append((split_name, class_name, _to_tensor(result.image, size, channels)))
             report.files_read.append(rel)
+            frame_notes += [(rel, n) for n in result.notes]
         if progress is not None:
             progress(done, len(candidates))
 
@@ -219,6 +222,13 @@ def _load_tree(root, label, size, channels, fractions, seed, max_pixels, progres
         raise DataError(f"no class folder of {label} holds a readable image{seen}; add PNG, JPEG, BMP or TIFF images")
     if len(class_names) == 1:
         raise DataError(f"found only one class '{class_names[0]}'; a classifier needs at least two sub-folders of images")
+    counts: dict[str | None, dict[str, int]] = {s: {} for s in layout}
+    for split_name, class_name, _ in decoded:
+        counts[split_name][class_name] = counts[split_name].get(class_name, 0) + 1
+    check_split_counts(counts, fractions, label)  # before a split comes out empty
+    if frame_notes:
+        rel, text = frame_notes[0]
+        report.note(f"{len(frame_notes)} file(s) have several frames or pages and one was used from each, e.g. {rel}: {text}")
 
     if channels is None:
         channels = 1 if all(t.shape[0] == 1 for _, _, t in decoded) else 3
@@ -312,13 +322,5 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], rng: np.r
 
 
 def _largest_remainder(n: int, fractions: tuple[float, ...]) -> list[int]:
-    exact = [n * f for f in fractions]
-    counts = [int(np.floor(e)) for e in exact]
-    order = sorted(range(len(exact)), key=lambda k: (-(exact[k] - counts[k]), k))
-    for k in order[: n - sum(counts)]:
-        counts[k] += 1
-    if n and counts[0] == 0:  # a class never vanishes from the training part
-        donor = max(range(1, len(counts)), key=lambda k: counts[k])
-        counts[donor] -= 1
-        counts[0] += 1
-    return counts
+    # One implementation, so the size check in core.data.split_check cannot drift from it.
+    return largest_remainder(n, fractions)

@@ -1,8 +1,12 @@
 """Decode untrusted image files into 8-bit grayscale or RGB, and turn them into tensors.
 
 Shared by the folder importer, the Classify page and batch prediction, so every image the
-studio sees goes through the same checks: a file that is not an image, is truncated, or
-would expand to an enormous bitmap raises :class:`core.errors.DataError`, never anything else.
+studio sees goes through the same checks: a file that is not an image, is truncated, is
+larger than :data:`MAX_FILE_BYTES`, or would expand to an enormous bitmap raises
+:class:`core.errors.DataError`, never anything else. Sizes are checked before anything is
+read (``stat`` of a path, the length of bytes) and the bitmap size from the header before any
+pixel is decoded, so a huge file costs neither memory nor time. DICOM files (by extension, or
+by the ``DICM`` preamble whatever their name) are read by :mod:`core.data.dicom`.
 """
 
 from __future__ import annotations
@@ -10,85 +14,206 @@ from __future__ import annotations
 import io
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from core.data.dicom import DICOM_EXTENSIONS, is_dicom_name, looks_like_dicom, read_dicom, sniff_dicom
+from core.data.pixels import (apply_orientation, orientation, read_head, read_rgb16, rgb16_rawmode,
+                              stretch_to_uint8, to_l_or_rgb)
 from core.errors import ConfigError, DataError
 
 # 40 megapixels is well above any medical photo or scan a classifier at <= 224 px needs,
 # and keeps a decoded RGBA bitmap under about 160 MB.
 MAX_PIXELS = 40_000_000
 
-# What the folder importer picks up (by extension; the content decides the decoder).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# 512 MB is more than a 40-megapixel 16-bit RGB TIFF stored uncompressed (240 MB) or a
+# multi-frame DICOM series of a few hundred slices; anything larger is refused unread.
+MAX_FILE_BYTES = 512 * 1024**2
+
+# What the folder importer picks up by name (the content decides the decoder); files with
+# another name are still taken when they start with the DICOM preamble.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff") + DICOM_EXTENSIONS
 
 _OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
 _QUOTED_PATH = re.compile(r"""(['"])/[^'"]*\1""")
 
-_HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;16S", "I;32", "I;32S"}
-_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image from :func:`read_image` and what the person should know about how it was read.
+
+    Attributes:
+        image: a loaded PIL image in mode "L" or "RGB".
+        notes: sentences such as "this TIFF has 3 pages; page 1 was used" (empty for most files).
+    """
+
+    image: Image.Image
+    notes: tuple[str, ...] = ()
+
+
+def is_image_candidate(path: str | os.PathLike) -> bool:
+    """Whether a file is worth decoding: an image extension, or the DICOM preamble (scanners
+    often write DICOM files with no extension, or names like ``1.2.840.10008.3``)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_EXTENSIONS or sniff_dicom(path)
 
 
 def decode_image(
-    data: bytes | str | os.PathLike,
+    data: bytes | str | os.PathLike | BinaryIO,
     max_pixels: int = MAX_PIXELS,
     name: str | None = None,
+    *,
+    frame: int | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> Image.Image:
     """Decode an image file fully and return it as 8-bit grayscale ("L") or RGB.
 
-    Conversions: 1-bit becomes "L"; 16-bit and 32-bit grayscale ("I;16", "I", "F") are
-    stretched linearly from the image's own minimum..maximum to 0..255 (16-bit scans rarely
-    use the full range, so a fixed divisor would leave them almost black); CMYK, YCbCr, LAB,
-    HSV and palette images become "RGB"; transparency is composited on black (most medical
-    images have a dark background), so "LA" becomes "L" and "RGBA"/"PA" become "RGB". Of an
-    animated GIF or multi-page TIFF only the first frame is used.
-
-    Args:
-        data: the file's bytes, or its path.
-        max_pixels: the largest width x height accepted; checked from the header before any
-            pixel is decoded, so a small file that claims a huge bitmap costs nothing.
-        name: what to call the image in error messages (defaults to the file name).
+    The same as :func:`read_image` without the notes; see there for the conversions.
 
     Returns:
         A loaded PIL image in mode "L" or "RGB", detached from the file.
     """
+    return read_image(data, max_pixels, name, frame=frame, max_bytes=max_bytes).image
+
+
+def read_image(
+    data: bytes | str | os.PathLike | BinaryIO,
+    max_pixels: int = MAX_PIXELS,
+    name: str | None = None,
+    *,
+    frame: int | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> DecodedImage:
+    """Decode an image file to 8-bit "L" or "RGB", with notes on how it was read.
+
+    Conversions: 1-bit becomes "L"; 16-bit and 32-bit grayscale and 16-bit-per-channel RGB
+    keep their full depth and are stretched to 0..255 between the 0.5th and 99.5th
+    percentiles (so a few outlier pixels do not flatten the rest; see
+    :func:`core.data.pixels.stretch_to_uint8`); CMYK, YCbCr, LAB, HSV and palette images become
+    "RGB"; transparency is composited on black (most medical images have a dark background).
+    An EXIF orientation (a photo taken on its side) is applied, so the image is upright. DICOM
+    is read by :func:`core.data.dicom.read_dicom` (rescale, window, MONOCHROME1). Of a
+    multi-frame file one frame is used: the first page of a TIFF or frame of a GIF, the middle
+    frame of a DICOM series, unless ``frame`` says otherwise; a note says which.
+
+    Args:
+        data: the file's bytes, its path, or a seekable binary file (read from its start and
+            left open).
+        max_pixels: the largest width x height accepted; checked from the header before any
+            pixel is decoded, so a small file that claims a huge bitmap costs nothing.
+        name: what to call the image in error messages (defaults to the file name).
+        frame: the frame (page) of a multi-frame file to use, counting from 1; ignored for a
+            file with one frame.
+        max_bytes: the largest file accepted, checked before anything is read.
+
+    Returns:
+        The loaded image, detached from the file, and its notes.
+    """
+    label, fp, owned, nbytes = _open(data, name)
+    try:
+        if nbytes > max_bytes:
+            raise DataError(
+                f"{label} is {_size(nbytes)}, more than the limit of {_size(max_bytes)} for one image file; "
+                "export a smaller image (or a single frame) instead"
+            )
+        head = read_head(fp, 132)
+        if looks_like_dicom(head) or is_dicom_name(name or label):
+            image, notes = read_dicom(fp, label, max_pixels, frame)
+            return DecodedImage(image, tuple(notes))
+        return _read_pil(fp, label, max_pixels, frame)
+    except OSError as exc:
+        raise DataError(f"{label} could not be read ({exc.strerror or 'read error'}); check that the file is readable") from exc
+    finally:
+        if owned:
+            fp.close()
+
+
+def _open(data, name: str | None) -> tuple[str, BinaryIO, bool, int]:
+    """``(label, seekable file at its start, whether we close it, its size in bytes)``."""
     if isinstance(data, (bytes, bytearray, memoryview)):
-        label = name or "the uploaded file"
-        fp = io.BytesIO(bytes(data))
-    elif isinstance(data, (str, os.PathLike)):
+        raw = bytes(data)
+        return name or "the uploaded file", io.BytesIO(raw), True, len(raw)
+    if isinstance(data, (str, os.PathLike)):
         label = name or Path(data).name
         try:
             fp = open(data, "rb")
         except OSError as exc:
             raise DataError(f"{label} could not be opened ({exc.strerror or exc}); check that the file exists and is readable") from exc
-    else:
-        raise TypeError(f"decode_image takes bytes or a path, not {type(data).__name__}")
+        return label, fp, True, os.fstat(fp.fileno()).st_size
+    if hasattr(data, "read") and hasattr(data, "seek"):
+        nbytes = data.seek(0, io.SEEK_END)
+        data.seek(0)
+        return name or "the uploaded file", data, False, int(nbytes)
+    raise TypeError(f"decode_image takes bytes, a path or a binary file, not {type(data).__name__}")
 
-    with fp:
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1024**3:.1f} GB" if nbytes >= 1024**3 else f"{nbytes / 1024**2:.0f} MB"
+
+
+def _read_pil(fp: BinaryIO, label: str, max_pixels: int, frame: int | None) -> DecodedImage:
+    try:
+        img = Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{label} declares an enormous bitmap ({_reason(exc)}); downscale it below {max_pixels / 1e6:g} megapixels first") from exc
+    except Exception as exc:  # Pillow raises many types on hostile input
+        raise DataError(f"{label} is not an image that can be read ({_reason(exc)}); use a PNG, JPEG, BMP, TIFF or DICOM file") from exc
+    with img:
+        _check_pixels(label, img, max_pixels)
         try:
-            img = Image.open(fp)
-        except Image.DecompressionBombError as exc:
-            raise DataError(f"{label} declares an enormous bitmap ({_reason(exc)}); downscale it below {max_pixels / 1e6:g} megapixels first") from exc
-        except Exception as exc:  # Pillow raises many types on hostile input
-            raise DataError(f"{label} is not an image that can be read ({_reason(exc)}); use a PNG, JPEG, BMP or TIFF file") from exc
-        with img:
-            width, height = img.size
-            if width <= 0 or height <= 0:
-                raise DataError(f"{label} has an empty size ({width} x {height}); use another file")
-            if width * height > max_pixels:
-                raise DataError(
-                    f"{label} is {width} x {height} pixels, more than the limit of {max_pixels / 1e6:g} "
-                    "megapixels; downscale it before importing"
-                )
-            try:
-                img.seek(0)  # first frame of animations and multi-page TIFFs
+            frames = int(getattr(img, "n_frames", 1) or 1)
+        except Exception:  # counting frames walks the file; a damaged one may fail there
+            frames = 1
+        index, notes = _pick_frame(label, frames, frame, "page" if img.format == "TIFF" else "frame", img.format)
+        try:
+            img.seek(index)
+            _check_pixels(label, img, max_pixels)  # TIFF pages can differ in size
+            turn = orientation(img)
+            rawmode = rgb16_rawmode(img)
+            if rawmode is not None:
+                out = Image.fromarray(stretch_to_uint8(read_rgb16(lambda: _reopen(fp, index), rawmode)), mode="RGB")
+            else:
                 img.load()  # decode every pixel now, so truncation shows up here
-                return _to_l_or_rgb(img)
-            except Exception as exc:
-                raise DataError(f"{label} is damaged or truncated ({_reason(exc)}); export it again or leave it out") from exc
+                out = to_l_or_rgb(img)
+            return DecodedImage(apply_orientation(out, turn), tuple(notes))
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{label} is damaged or truncated ({_reason(exc)}); export it again or leave it out") from exc
+
+
+def _check_pixels(label: str, img: Image.Image, max_pixels: int) -> None:
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise DataError(f"{label} has an empty size ({width} x {height}); use another file")
+    if width * height > max_pixels:
+        raise DataError(
+            f"{label} is {width} x {height} pixels, more than the limit of {max_pixels / 1e6:g} "
+            "megapixels; downscale it before importing"
+        )
+
+
+def _reopen(fp: BinaryIO, index: int) -> Image.Image:
+    fp.seek(0)
+    img = Image.open(fp)
+    img.seek(index)
+    return img
+
+
+def _pick_frame(label: str, frames: int, frame: int | None, word: str, fmt: str | None) -> tuple[int, list[str]]:
+    if frames <= 1:
+        return 0, []
+    what = f"this {fmt or 'file'} has {frames} {word}s"
+    if frame is None:
+        return 0, [f"{what}; {word} 1 was used"]
+    if isinstance(frame, bool) or not isinstance(frame, int) or not 1 <= frame <= frames:
+        raise DataError(f"{label} has {frames} {word}s, so there is no {word} {frame}; choose one from 1 to {frames}")
+    return frame - 1, [f"{what}; {word} {frame} was used, as asked"]
 
 
 def _reason(exc: BaseException) -> str:
@@ -103,41 +228,6 @@ def _reason(exc: BaseException) -> str:
     text = _OBJECT_REPR.sub("the file", text)
     text = _QUOTED_PATH.sub("the file", text)
     return text[:120]
-
-
-def _to_l_or_rgb(img: Image.Image) -> Image.Image:
-    mode = img.mode
-    if mode == "L":
-        return img.copy()
-    if mode == "1":
-        return img.convert("L")
-    if mode in _HIGH_DEPTH_MODES:
-        return Image.fromarray(_stretch_to_uint8(np.asarray(img)), mode="L")
-    if mode == "P" and "transparency" in img.info:
-        img, mode = img.convert("RGBA"), "RGBA"
-    if mode == "PA":
-        img, mode = img.convert("RGBA"), "RGBA"
-    if mode in _ALPHA_MODES:
-        arr = np.asarray(img)
-        colour, alpha = arr[..., :-1], arr[..., -1:]
-        if mode not in ("La", "RGBa"):  # premultiplied modes are already "on black"
-            colour = ((colour.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
-        if colour.shape[-1] == 1:
-            return Image.fromarray(np.ascontiguousarray(colour[..., 0]), mode="L")
-        return Image.fromarray(np.ascontiguousarray(colour), mode="RGB")
-    return img.convert("RGB")  # RGB, P, CMYK, YCbCr, LAB, HSV, RGBX
-
-
-def _stretch_to_uint8(arr: np.ndarray) -> np.ndarray:
-    a = arr.astype(np.float64)
-    finite = np.isfinite(a)
-    if not finite.any():
-        return np.zeros(a.shape, dtype=np.uint8)
-    lo, hi = a[finite].min(), a[finite].max()
-    a = np.where(finite, a, lo)
-    if hi <= lo:
-        return np.zeros(a.shape, dtype=np.uint8)
-    return np.rint((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
 def is_grayscale(img: Image.Image) -> bool:
@@ -171,7 +261,7 @@ def image_to_tensor(img: Image.Image, size: int, channels: int) -> torch.Tensor:
     if not isinstance(size, int) or size < 1:
         raise ConfigError(f"image size must be a positive whole number of pixels, not {size!r}")
     if img.mode not in ("L", "RGB"):
-        img = _to_l_or_rgb(img)
+        img = to_l_or_rgb(img)
     want = "L" if channels == 1 else "RGB"
     if img.mode != want:
         img = img.convert(want)

@@ -190,4 +190,7 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS, limits: "Limits | N
 
     _choice("augmentation preset", cfg.augment, tuple(AUGMENT_PRESETS))
     check_dataset_size(cfg.dataset, limits)
+    from core.data.split_check import check_folder_splittable
+
+    check_folder_splittable(cfg.dataset)  # too few images per class: refuse before a run is queued
     return cfg
