@@ -49,6 +49,9 @@ def add_predict_commands(sub, dirs) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default ./predictions-RUN_ID)")
     p.add_argument("--tta", action="store_true", help="average over the image and its mirror image")
     p.add_argument("--calibrated", action="store_true", help="use the run's temperature-scaled probabilities")
+    p.add_argument("--frame", type=int, metavar="N",
+                   help="frame (page) N, from 1, of multi-frame DICOM, TIFF or GIF files "
+                        "(default: the middle frame of a DICOM series, the first page of a TIFF)")
     dirs(p, data=False)
 
     e = sub.add_parser("export", help="export a run's model to ONNX or TorchScript with a model card")
@@ -72,8 +75,11 @@ def cmd_predict(args) -> int:
     multi-label); ``entropy`` (nats); ``confidence`` (high / moderate / low, as the Classify
     page); ``fit`` (why the image may be unlike the run's training images, see
     :mod:`core.fit_check`: colour or size mismatch, brightness or contrast far outside the
-    training range, near-uniform answer; empty when none applies); ``error`` (why the file
-    could not be used; then the other cells are empty).
+    training range, near-uniform answer; empty when none applies); ``note`` (how the file was
+    read, e.g. which frame of a multi-frame DICOM or page of a TIFF was used); ``error`` (why
+    the file could not be used; then the other cells are empty). Files are decoded one at a
+    time as they are read, after their size and header are checked (see
+    :mod:`core.data.inputs`), so a huge file or zip entry is refused without being read.
     With ``--explain`` each good image gets ``<row>_<stem>_<method>.png``: the heatmap for the
     predicted class over the original image, at its size (shrunk to 1024 px at most).
     """
@@ -90,13 +96,13 @@ def cmd_predict(args) -> int:
     out = Path(args.out or f"predictions-{run.id}").expanduser()
     _mkdir(out)
     names = [str(c) for c in lm.class_names]
-    header = ["file", "label"] + [f"p_{c}" for c in names] + ["entropy", "confidence", "fit", "error"]
+    header = ["file", "label"] + [f"p_{c}" for c in names] + ["entropy", "confidence", "fit", "note", "error"]
 
     rows: list[list[Any]] = []
     n_overlays = 0
     total = _count_inputs(args.paths)
     with tqdm(total=total, unit="image", file=sys.stderr, dynamic_ncols=True, desc="predict") as bar:
-        for chunk in _chunks(_read_inputs(args.paths), BATCH):
+        for chunk in _chunks(_read_inputs(args.paths, lm, args), BATCH):
             rows_chunk, written = _predict_chunk(lm, chunk, len(rows), out, args)
             rows += rows_chunk
             n_overlays += written
@@ -115,35 +121,32 @@ def cmd_predict(args) -> int:
 
     failed = sum(1 for r in rows if r[-1])
     print(f"{len(rows)} images, {failed} failed; predictions in {csv_path}")
+    noted = [r for r in rows if r[-2]]
+    if noted:
+        print(f"{len(noted)} read with a note (see the note column), e.g. {noted[0][0]}: {noted[0][-2]}")
     if args.explain:
         print(f"{n_overlays} {args.explain} overlays in {out}")
     return 0
 
 
 def _predict_chunk(lm, chunk, start: int, out: Path, args) -> tuple[list[list[Any]], int]:
-    """Rows for one chunk of ``(name, bytes or None, error or None)``; overlays written."""
+    """Rows for one chunk of :func:`_read_inputs` items; overlays written."""
     import torch
 
-    from core.data import decode_image, image_to_tensor
     from core.inference import describe_prediction, predict_tensor
 
     k = lm.num_classes
     rows: list[list[Any]] = []
-    from core.fit_check import check_fit, source_facts
+    from core.fit_check import check_fit
 
     good: list[tuple[int, Any, torch.Tensor]] = []  # (row index, decoded image or None, uint8 tensor)
     sources: dict[int, dict] = {}  # row index -> the decoded file's colour and size
-    for name, data, error in chunk:
+    for name, error, notes, tensor, facts, img in chunk:
         i = start + len(rows)
         if error is None:
-            try:
-                img = decode_image(data, name=Path(name.split(":")[-1]).name)
-                tensor = image_to_tensor(img, lm.image_size, lm.channels)
-                sources[i] = source_facts(img)
-                good.append((i, img if args.explain else None, tensor))
-            except StudioError as exc:
-                error = str(exc)
-        rows.append([name, ""] + [""] * k + ["", "", "", error or ""])
+            sources[i] = facts
+            good.append((i, img, tensor))
+        rows.append([name, ""] + [""] * k + ["", "", "", "; ".join(notes), error or ""])
     if not good:
         return rows, 0
 
@@ -222,10 +225,28 @@ def safe_stem(name: str, limit: int = 60) -> str:
     return stem or "image"
 
 
-def _read_inputs(paths: Iterable[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
-    from core.inference import iter_image_files
+def _read_inputs(paths: Iterable[str], lm, args) -> Iterator[tuple]:
+    """``(name, error, notes, uint8 tensor, source facts, image for an overlay)`` per input.
 
-    yield from iter_image_files(paths)
+    Each file is decoded as soon as it is read and only the model-sized tensor is kept (the
+    full image too with ``--explain``), so a chunk of 64 never holds 64 whole files.
+    """
+    from core.data import image_to_tensor, read_image
+    from core.data.inputs import iter_image_sources
+    from core.fit_check import source_facts
+
+    for name, source, error in iter_image_sources(paths):
+        if error is None:
+            try:
+                decoded = read_image(source, name=Path(name.split(":")[-1]).name, frame=getattr(args, "frame", None))
+                tensor = image_to_tensor(decoded.image, lm.image_size, lm.channels)
+                facts = source_facts(decoded.image)
+            except StudioError as exc:
+                error = str(exc)
+        if error is not None:
+            yield name, error, (), None, None, None
+        else:
+            yield name, None, decoded.notes, tensor, facts, decoded.image if args.explain else None
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:

@@ -14,7 +14,7 @@ from core.cli import main
 from core.cli_predict import safe_stem
 from helpers_runs import CLASS_NAMES, make_run, square_images
 
-HEADER = ["file", "label", "p_absent", "p_present", "entropy", "confidence", "fit", "error"]
+HEADER = ["file", "label", "p_absent", "p_present", "entropy", "confidence", "fit", "note", "error"]
 
 
 @pytest.fixture(autouse=True)

@@ -118,7 +118,7 @@ def read_image(
     try:
         if nbytes > max_bytes:
             raise DataError(
-                f"{label} is {_size(nbytes)}, more than the limit of {_size(max_bytes)} for one image file; "
+                f"{label} is {file_size_text(nbytes)}, more than the limit of {file_size_text(max_bytes)} for one image file; "
                 "export a smaller image (or a single frame) instead"
             )
         head = read_head(fp, 132)
@@ -152,7 +152,8 @@ def _open(data, name: str | None) -> tuple[str, BinaryIO, bool, int]:
     raise TypeError(f"decode_image takes bytes, a path or a binary file, not {type(data).__name__}")
 
 
-def _size(nbytes: int) -> str:
+def file_size_text(nbytes: int) -> str:
+    """A file size for a person: "3.0 GB" or "512 MB"."""
     return f"{nbytes / 1024**3:.1f} GB" if nbytes >= 1024**3 else f"{nbytes / 1024**2:.0f} MB"
 
 

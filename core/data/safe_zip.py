@@ -8,6 +8,7 @@ so a header that lies cannot get past the limits either.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -28,6 +29,9 @@ MAX_ENTRIES = 50_000
 RATIO_MIN_BYTES = 1024**2
 
 _CHUNK = 1024**2
+
+# The longest file or folder name (in bytes, UTF-8) that ext4, XFS, APFS and NTFS all accept.
+NAME_MAX_BYTES = 255
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -67,6 +71,7 @@ def check_zip(zf: zipfile.ZipFile, label: str = "the zip") -> list[zipfile.ZipIn
             raise DataError(f"{label} contains an entry with an absolute path ({name!r}) and was refused; zip the folder again with relative paths")
         if ".." in parts:
             raise DataError(f"{label} contains an entry that points outside the folder ({name!r}) and was refused; zip the folder again without '..' in paths")
+        _check_name_lengths(name, label)
         if stat.S_ISLNK(info.external_attr >> 16):
             raise DataError(f"{label} contains a symbolic link ({name!r}) and was refused; zip the real files instead of links")
         if info.flag_bits & 0x1:
@@ -91,6 +96,24 @@ def check_zip(zf: zipfile.ZipFile, label: str = "the zip") -> list[zipfile.ZipIn
             f"(limit {MAX_RATIO}); images compress far less than that, so check the file"
         )
     return keep
+
+
+def _check_name_lengths(name: str, label: str) -> None:
+    # A class folder named with 300 characters cannot be created on any common file system;
+    # say so, instead of the misleading "clashes with another" the failed mkdir would give.
+    for part in name.replace("\\", "/").split("/"):
+        nbytes = len(part.encode("utf-8", "surrogateescape"))
+        if nbytes > NAME_MAX_BYTES:
+            raise DataError(f"{label} {too_long_name(part)}; shorten that name and zip the folder again")
+
+
+def too_long_name(part: str) -> str:
+    """The words for a file or folder name over :data:`NAME_MAX_BYTES`, e.g. "has a name of 300
+    characters ('xxxxxxxxxxxxxxxxxxxx...'), more than the 255 a file or folder name may have"."""
+    nbytes = len(part.encode("utf-8", "surrogateescape"))
+    size = f"{len(part)} characters" if nbytes == len(part) else f"{len(part)} characters ({nbytes} bytes in UTF-8)"
+    return (f"has a file or folder name of {size} ('{part[:24]}...'), more than the {NAME_MAX_BYTES} bytes "
+            "a file or folder name may have")
 
 
 def extract_zip(src: str | os.PathLike | bytes | BinaryIO, target_dir: str | os.PathLike) -> list[Path]:
@@ -132,6 +155,10 @@ def extract_zip(src: str | os.PathLike | bytes | BinaryIO, target_dir: str | os.
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # e.g. a file and a folder with the same name
+                if exc.errno == errno.ENAMETOOLONG:
+                    raise DataError(f"{label} has an entry whose path is too long for this system "
+                                    f"({len(str(dest))} characters with the folder it is extracted to); "
+                                    "use shorter folder names and zip it again") from exc
                 raise DataError(f"{label} has an entry that clashes with another ({info.filename!r}); create the zip again") from exc
             _copy_member(zf, info, dest, label)
             out.append(dest)
