@@ -34,7 +34,18 @@ def _read_run(root: str, run_id: str, stamp: str) -> dict:
     from core.runs import Run
 
     run = Run(Path(root) / run_id)
-    return {"eval": run.eval() or {}, "epochs": run.metrics(kind="epoch"), "meta": run.meta()}
+    return {"eval": _readable(run.eval), "epochs": run.metrics(kind="epoch"), "meta": _readable(run.meta)}
+
+
+def _readable(reader) -> dict:
+    """What ``reader`` returns, or ``{}`` for a damaged file: the table's Problem column says
+    which, and the other runs are still compared."""
+    from core.errors import StudioError
+
+    try:
+        return reader() or {}
+    except StudioError:
+        return {}
 
 
 def read_run(run_id: str) -> dict:
