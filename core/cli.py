@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from core.cli_scale import add_executor_arguments
 from core.errors import StudioError
 
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (needs a network)")
     t.add_argument("--name", help="a name for the run")
     dirs(t)
+    add_executor_arguments(t, train=True)
 
     r = sub.add_parser("runs", help="list runs")
     r.add_argument("--dataset")
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("run_id")
         dirs(sp, data=(name != "cancel"))
+        if name == "resume":
+            add_executor_arguments(sp, train=False)
         if name == "eval":
             sp.add_argument("--tta", action="store_true",
                             help="average each image with its mirror image (prints the scores; eval.json keeps "
@@ -141,9 +145,22 @@ def cmd_train(args) -> int:
     # Load once here so a missing dataset fails before a run directory is made.
     load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.seed)
     store = _store(args)
-    run = store.create_run(build_params(cfg), name=args.name)
-    print(f"run {run.id}: {cfg.model} on {cfg.dataset} ({cfg.image_size} px), recipe {cfg.recipe}, "
-          f"{cfg.epochs} epochs, seed {cfg.seed}")
+    from core import cli_scale
+    from core.train.distributed import env_world
+
+    world = env_world()  # started by torchrun as one of several processes
+    params = cli_scale.with_settings(build_params(cfg), args, world=world[1] if world else None)
+
+    def announce(run) -> None:
+        print(f"run {run.id}: {cfg.model} on {cfg.dataset} ({cfg.image_size} px), recipe {cfg.recipe}, "
+              f"{cfg.epochs} epochs, seed {cfg.seed}")
+
+    if world is not None:
+        return cli_scale.train_torchrun(store, params, args.name, world, announce, _train_foreground)
+    if cli_scale.executor_choice(args) == "ray":
+        return cli_scale.train_on_ray(store, params, args.name, args)
+    run = store.create_run(params, name=args.name)
+    announce(run)
     return _train_foreground(run, store)
 
 
@@ -151,8 +168,7 @@ def _train_foreground(run, store, requeue: bool = False) -> int:
     import logging
 
     from core.runs import worker
-    from core.train import run_training
-
+    from core.train.distributed import training_function
     from core.train.terminal_progress import TrainingProgress
 
     # The worker logs progress lines for worker.log; here the bar (or a line per epoch) says it
@@ -166,9 +182,14 @@ def _train_foreground(run, store, requeue: bool = False) -> int:
         store.update_meta(run.id, status="queued", error=None)
     try:
         with TrainingProgress(run.params()["config"]["epochs"]) as progress:
-            worker.main([str(run.dir)], train=lambda r, s: run_training(r, s, progress=progress.update))
+            worker.main([str(run.dir)], train=lambda r, s: training_function(r)(r, s, progress=progress.update))
     finally:
         worker_log.removeFilter(repeat)
+    return report_end(run)
+
+
+def report_end(run) -> int:
+    """Print how a run ended (its test scores when it completed); 0 for completed or cancelled."""
     meta = run.meta()
     status = meta.get("status")
     if status != "completed":
@@ -239,6 +260,14 @@ def cmd_resume(args) -> int:
     if args.data_dir:
         print("note: --data-dir given on resume is ignored; the run keeps the data directory it started with.")
     done = run.meta().get("epochs_done") or 0
+    from core import cli_scale
+    from core.train.distributed import env_world
+
+    world = env_world()  # started by torchrun as one of several processes
+    if world is not None:
+        return cli_scale.resume_torchrun(store, run, world, _train_foreground)
+    if cli_scale.executor_choice(args) == "ray":
+        return cli_scale.resume_on_ray(store, run, args)
     print(f"resuming run {run.id} after epoch {done}")
     return _train_foreground(run, store, requeue=True)
 

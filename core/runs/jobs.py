@@ -52,6 +52,12 @@ class Executor(Protocol):
     ``launch_token`` from meta.json: without it the worker will not take a run the runner
     has claimed. ``start`` may also accept ``gpu=`` (the GPU slot the runner picked); the
     runner passes it only when there are GPUs to share out.
+
+    Optional, used when present (see :class:`core.runs.ray_executor.RayExecutor`):
+    ``exit_code(h)``, ``kill(h)``, ``failure(h)`` (a sentence: the run fails with it),
+    ``end_cause(h)`` (why a run left running was interrupted), ``adopt(run)`` (the handle
+    of a worker an earlier runner started, or None), ``capacity()`` (runs at once, when
+    the executor's cluster decides) and ``uses_local_gpus = False`` (no GPU slots).
     """
 
     name: str
@@ -135,6 +141,29 @@ class LocalProcessExecutor:
             handle.send_signal(sig)
 
 
+EXECUTOR_ENV = "STUDIO_EXECUTOR"
+
+
+def make_executor(name: str | None = None, address: str | None = None) -> Executor:
+    """The executor named by ``name`` or ``$STUDIO_EXECUTOR``: ``local`` (default) or ``ray``.
+
+    Args:
+        name: ``local`` or ``ray``; None reads ``$STUDIO_EXECUTOR``.
+        address: the Ray cluster (None: ``$RAY_ADDRESS``).
+
+    Raises:
+        StudioError: an unknown name, or Ray missing or unreachable.
+    """
+    chosen = (name or os.environ.get(EXECUTOR_ENV) or "local").strip().lower()
+    if chosen == "local":
+        return LocalProcessExecutor()
+    if chosen == "ray":
+        from core.runs.ray_executor import RayExecutor
+
+        return RayExecutor(address)
+    raise StudioError(f"executor '{chosen}' is not known; set {EXECUTOR_ENV} (or --executor) to local or ray")
+
+
 def cuda_visible_for(slot: int, visible: str | None) -> str:
     """The CUDA_VISIBLE_DEVICES value giving a worker GPU number ``slot`` of those the server sees.
 
@@ -171,7 +200,7 @@ class JobRunner:
 
     Args:
         store: the run store.
-        executor: how workers are started; defaults to :class:`LocalProcessExecutor`.
+        executor: how workers are started; defaults to :func:`make_executor` (``$STUDIO_EXECUTOR``).
         max_concurrent: how many runs may train at once; default 1 on CPU, one per GPU
             when CUDA is there (decided on first use, so torch is imported only then).
         cancel_grace: seconds a running worker gets to stop by itself after a cancel
@@ -196,7 +225,7 @@ class JobRunner:
         if max_concurrent is not None and max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self.store = store
-        self.executor = executor or LocalProcessExecutor()
+        self.executor = executor or make_executor()
         self.cancel_grace = cancel_grace
         self.kill_grace = kill_grace
         self.poll_interval = poll_interval
@@ -215,6 +244,9 @@ class JobRunner:
     @property
     def max_concurrent(self) -> int:
         """How many runs may train at once."""
+        capacity = getattr(self.executor, "capacity", None)
+        if self._max_concurrent is None and capacity is not None:
+            return capacity()  # a cluster's size, asked again as it grows or shrinks
         if self._max_concurrent is None:
             self._max_concurrent = max(1, self._gpu_count())
         return self._max_concurrent
@@ -426,7 +458,9 @@ class JobRunner:
                     del self._jobs[run_id]
                     exit_code = getattr(self.executor, "exit_code", lambda h: None)(job.handle)
                     self._settle(run_id, exit_code=exit_code, after_restart=False,
-                                 handle_pid=getattr(job.handle, "pid", None))
+                                 handle_pid=getattr(job.handle, "pid", None),
+                                 failure=getattr(self.executor, "failure", lambda h: None)(job.handle),
+                                 cause=getattr(self.executor, "end_cause", lambda h: None)(job.handle))
             for row in self.store.index.query(status="running", order_by="created", descending=False):
                 run_id = row["run_id"]
                 if run_id in active:
@@ -499,7 +533,7 @@ class JobRunner:
         return True
 
     def _pick_gpu(self, active: Mapping[str, int | None]) -> int | None:
-        gpus = self._gpu_count()
+        gpus = self._gpu_count() if getattr(self.executor, "uses_local_gpus", True) else 0
         if gpus < 1:
             return None
         load = [0] * gpus
@@ -556,6 +590,12 @@ class JobRunner:
         if meta.get("status") != "running":
             self.store.refresh_from_disk(run_id)  # the index was behind the files
             return "settled", meta
+        adopt = getattr(self.executor, "adopt", None)
+        if adopt is not None and meta.get("executor") == getattr(self.executor, "name", None):
+            handle = adopt(run)  # a worker on a cluster, started by an earlier runner
+            if handle is not None:
+                self._jobs[run_id] = _Job(handle, None)
+                return "alive", meta
         if meta.get("host") not in (None, HOST):
             return "elsewhere", meta
         pid = meta.get("pid")
@@ -567,7 +607,7 @@ class JobRunner:
         return ("alive" if alive else "dead"), meta
 
     def _settle(self, run_id: str, exit_code: int | None, after_restart: bool,
-                handle_pid: int | None = None) -> bool:
+                handle_pid: int | None = None, failure: str | None = None, cause: str | None = None) -> bool:
         """Give a run whose worker is gone a final status if the worker did not. True if it did."""
         try:
             run = self.store.get(run_id)
@@ -584,9 +624,11 @@ class JobRunner:
             return False  # another live worker has the run (our handle was a launcher)
         if run.cancel_requested():
             fields = dict(status="cancelled", finished=utc_now())
+        elif failure:
+            fields = dict(status="failed", finished=utc_now(), error=failure)
         else:
             fields = dict(status="interrupted", finished=utc_now(),
-                          error=interrupted_reason(run, meta, _cause(exit_code, after_restart)))
+                          error=interrupted_reason(run, meta, cause or _cause(exit_code, after_restart)))
         return self.store.update_meta_if(run_id, ["running"], **fields) is not None
 
 

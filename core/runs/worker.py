@@ -93,7 +93,10 @@ def main(argv: Sequence[str] | None = None, train: TrainFn | None = None) -> int
 def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
     try:
         if train is None:
-            from core.train import run_training as train  # imported here: heavy, and written later
+            # imported here: heavy. A run on several processes starts its followers first.
+            from core.train.distributed import training_function
+
+            train = training_function(run)
         train(run, store)
     except _Terminated:
         _ignore_sigterm()

@@ -15,6 +15,7 @@ import torch
 from core.train.callbacks import (BestCheckpoint, Dwell, EarlyStopping, Reporter, StopOnRequest,
                                   TimeBudget)
 from core.train.batch_plan import AUTO_BATCH, plan_batch
+from core.train import distributed
 from core.train.config import TrainConfig
 from core.train.device import pick_device
 from core.train.progress import stop_record, time_left
@@ -162,6 +163,8 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     if result.status == "cancelled":
         final.update(status="cancelled", finished=now_iso())
         store.update_meta(run.id, **final)
+        return final
+    if not distributed.is_main():  # on several processes, rank 0 alone evaluates and writes
         return final
 
     final.update(final_evaluation(run, trainer.model, data, cfg, device))

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from core.errors import StudioError
+from core.train import distributed
 from core.train.callbacks import Callback
 from core.train.config import TrainConfig
 from core.train.device import amp_dtype
@@ -227,6 +228,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema else None
+        # Several processes (core.train.distributed): train through DDP, agree on stops.
+        self.group = distributed.current()
+        self.net = self.group.wrap(self.model) if self.group else self.model
+        if self.group:
+            self.callbacks.append(self.group.callback())
         self.sampler = None
         if cfg.weighted_sampler:
             from core.data import weighted_sampler
@@ -324,12 +330,14 @@ class Trainer:
         all_scores, all_labels = [], []
         for i in range(self.steps_per_epoch):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            if self.group:
+                idx = self.group.share(idx)
             x, y = self.train.get(idx, device, self.channels_last)
             if cfg.augment != "none":
                 x = augment_batch(x, cfg.augment if cfg.mirror else without_mirroring(cfg.augment),
                                   generator=self.aug_generator)
             with _autocast(device, self.amp_dtype):
-                logits = model(x)
+                logits = self.net(x)
                 loss = self.loss_fn(logits, y)
                 penalty = dense_penalty(model, cfg.l1, cfg.l2)
                 total = loss + penalty if penalty is not None else loss
@@ -361,6 +369,8 @@ class Trainer:
             self._call("on_step_end", self.global_step, step_logs)
             if self.should_stop and self.cancelled:
                 break
+        if self.group:
+            loss_sum, seen, all_scores, all_labels = self.group.epoch_totals(loss_sum, seen, all_scores, all_labels)
         train_loss = float(loss_sum) / max(1, seen)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
@@ -401,7 +411,7 @@ class Trainer:
                 self.train_seconds += time.monotonic() - t0
                 self.epoch = epoch - 1  # the interrupted epoch does not count
                 break
-            logs.update(self.validate())
+            logs.update(self.group.validate(self) if self.group else self.validate())
             self._call("on_validation_end", epoch, logs)
             self.schedule.step_epoch(logs.get("val_loss"))
             self.train_seconds += time.monotonic() - t0
