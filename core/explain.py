@@ -12,6 +12,7 @@ the Classify page, ``python -m core predict --explain`` and the tests handle one
   not only ``nn.ReLU`` modules (see :func:`guided_relus`).
 * ``integrated_gradients``: Captum's ``IntegratedGradients`` from an all-zero baseline in
   normalised space (the dataset's mean grey image), :data:`IG_STEPS` steps in one batch.
+  Scaled per image by its 99th percentile (:func:`robust_normalize`), not min-max.
 * ``saliency``: the absolute input gradient (Captum's ``Saliency``).
 * ``occlusion``: Captum's ``Occlusion`` with a square window about 1/7 of the image side
   (4 px at 28 px, 32 px at 224 px) and half that stride, filled with 0 (mean grey).
@@ -41,6 +42,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from core.errors import StudioError
+from core.explain_scale import IG_PERCENTILE, robust_normalize  # noqa: F401 - part of this module's API
+from core.explain_words import METHOD_DESCRIPTIONS, METHODS_DISAGREE  # noqa: F401 - shown beside the maps
 
 METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "saliency", "occlusion")
 
@@ -126,6 +129,7 @@ def explain(model: Any, image_tensor: torch.Tensor, target: int | None = None, m
                 heat = (_guided_backprop(net, x, target) * cam).abs().sum(dim=1)[0]
         elif method == "integrated_gradients":
             heat = _integrated_gradients(net, x, target).abs().sum(dim=1)[0]
+            return robust_normalize(heat.detach().float().cpu().numpy(), IG_PERCENTILE)
         elif method == "saliency":
             from captum.attr import Saliency
 

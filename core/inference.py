@@ -94,7 +94,15 @@ def load_run_model(run, which: str = "best", device: str | torch.device = "cpu")
 
     path = run.best_checkpoint if which == "best" else run.last_checkpoint
     if not path.exists():
-        status = run.meta().get("status", "unknown")
+        from core.models import list_classical
+
+        meta = run.meta()
+        model_name = run.params().get("model")
+        if model_name in list_classical():
+            # The fitted estimator is never saved (it would be a pickle; see core.train.classical_run).
+            raise StudioError(f"run {run.id} is a classical baseline ({model_name}): the studio keeps its scores "
+                              "for comparison, not a model, so it cannot classify images; use a neural-network run.")
+        status = meta.get("status", "unknown")
         raise StudioError(f"run {run.id} has no {which} checkpoint (it is {status}); pick a finished neural-network run.")
     ckpt = run.load_checkpoint(which)
     what = f"the {which} checkpoint of run '{run.id}'"

@@ -6,25 +6,21 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import StudioError
-from studio import charts, ui
+from studio import charts, run_links, ui
+from studio import classify_trust as trust
+from studio.safe_text import md_escape
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
 DETAILED = 12  # images shown in full; the table lists them all
 LEVEL_BOX = {"high": st.success, "moderate": st.info, "low": st.warning}
-
-
-def usable_runs() -> list[dict]:
-    from core.runs import Run
-
-    rows = [r for r in ui.store().list_runs(status="completed") if Run(Path(r["dir"])).best_checkpoint.is_file()]
-    for r in rows:
-        r["label"] = ui.run_label(r) + (f" · test ACC {ui.fmt_metric(r['test_acc'])}" if r["test_acc"] else "")
-    return rows
+NO_CLASSICAL = ("Classical baselines (scikit-learn) are not listed: the studio keeps their scores for comparison, "
+                "not a model that could classify new images.")
 
 
 def read_uploads(lm, files) -> list[dict]:
     """Decode each upload to the model's size; a bad file gets its own error and is skipped."""
     from core.data import decode_image
+    from core.fit_check import source_facts
     from core.inference import load_image_tensor
     from core.limits import check_upload_size
 
@@ -35,6 +31,7 @@ def read_uploads(lm, files) -> list[dict]:
             check_upload_size(len(data), f.name)
             tensor = load_image_tensor(lm, data, name=f.name)
             shown = decode_image(data, name=f.name)
+            source = source_facts(shown)  # before the thumbnail shrinks it
         except StudioError as exc:
             st.error(f"**{f.name}** was skipped: {ui.sentence(str(exc))}")
             continue
@@ -44,7 +41,7 @@ def read_uploads(lm, files) -> list[dict]:
             st.error(f"**{f.name}** was skipped: {reason}")
             continue
         shown.thumbnail((320, 320))
-        good.append({"name": f.name, "tensor": tensor, "image": shown})
+        good.append({"name": f.name, "tensor": tensor, "image": shown, "source": source})
     return good
 
 
@@ -56,6 +53,7 @@ def predict_all(shared, items: list[dict], tta: bool, calibrated: bool, mc_passe
     from core.uncertainty import mc_dropout_predict, predictive_entropy
 
     lm = shared.lm
+    tta = tta and lm.mirror  # never mirror a run whose classes name left and right
     for start in range(0, len(items), 64):
         chunk = items[start:start + 64]
         batch = torch.stack([it["tensor"] for it in chunk])
@@ -74,8 +72,8 @@ def predict_all(shared, items: list[dict], tta: bool, calibrated: bool, mc_passe
             it["about"] = describe_prediction(lm, probs[j])
 
 
-def show_one(shared, it: dict, method: str, method_label: str, mc_passes: int | None) -> None:
-    from core.explain import explain, overlay
+def show_one(shared, row: dict, it: dict, method: str, method_label: str, mc_passes: int | None) -> None:
+    from core.explain import METHOD_DESCRIPTIONS, explain, overlay
     from core.inference import preprocess
 
     lm = shared.lm
@@ -89,9 +87,12 @@ def show_one(shared, it: dict, method: str, method_label: str, mc_passes: int | 
                 heat = explain(lm, x, target=about["index"], method=method)
                 st.image(overlay(it["image"], heat), caption=f"{method_label}: red marks what drove the answer",
                          width="stretch")
+            st.caption(METHOD_DESCRIPTIONS.get(method, ""))
         with c3:
             st.markdown(f"### {about['label']}")
+            st.caption(trust.answer_source(row))
             LEVEL_BOX.get(about["level"], st.info)(about["sentence"])
+            trust.fit_messages(it)
             st.caption(f"Top probability {about['probability']:.1%} · predictive entropy {it['entropy']:.3f} nats "
                        f"(normalised {about['entropy_norm']:.2f}, where 0 is certain and 1 is a uniform guess)")
             st.plotly_chart(charts.probability_bars(lm.class_names, it["probs"], spread=it["spread"]),
@@ -110,11 +111,14 @@ def spread_table(class_names, probs, spread) -> pd.DataFrame:
                          "spread (std)": [round(float(s), 4) for s in spread]})
 
 
-def results_table(lm, items: list[dict]) -> pd.DataFrame:
+def results_table(lm, items: list[dict], run_row: dict) -> pd.DataFrame:
+    """One row per image; every row names the run that answered (name and id)."""
     rows = []
     for it in items:
-        row = {"file": it["name"], "label": it["about"]["label"], "probability": round(it["about"]["probability"], 4),
-               "confidence": it["about"]["level"], "entropy (nats)": round(it["entropy"], 4)}
+        row = {"file": it["name"], "run": run_row.get("name") or run_row["run_id"], "run id": run_row["run_id"],
+               "label": it["about"]["label"], "probability": round(it["about"]["probability"], 4),
+               "confidence": it["about"]["level"], "entropy (nats)": round(it["entropy"], 4),
+               "fit": it["fit"].reasons() if "fit" in it else ""}
         row.update({f"p({c})": round(float(p), 4) for c, p in zip(lm.class_names, it["probs"])})
         if it["spread"] is not None:
             row.update({f"spread({c})": round(float(s), 4) for c, s in zip(lm.class_names, it["spread"])})
@@ -142,40 +146,53 @@ def mc_options(lm) -> int | None:
 
 
 def main() -> None:
-    from core.explain import METHOD_LABELS, list_methods
+    from core.explain import METHOD_DESCRIPTIONS, METHOD_LABELS, METHODS_DISAGREE, list_methods
     from core.uncertainty import confidence_rules
     from studio.run_models import shared_model
 
     st.title("Classify new images")
-    runs = usable_runs()
+    runs, classical = trust.usable_runs()
     if not runs:
         st.info("No finished model yet. Train one first (the quick start on the Home page takes about a minute); "
                 "it appears here when it has finished.")
+        if classical:
+            st.caption(NO_CLASSICAL)
         ui.page_link("train", "Go to Train", icon=":material/model_training:")
         return
-    row = st.selectbox("Model", runs, format_func=lambda r: r["label"],
-                       help="Finished neural-network runs. The weights of the epoch with the best validation "
-                            "score are used.")
+    by_id = {r["run_id"]: r for r in runs}
+    run_id = run_links.choose_run("Model", {i: r["label"] for i, r in by_id.items()}, key="classify_run",
+                                  describe_missing=trust.missing_reason,
+                                  help="Finished neural-network runs. The weights of the epoch with the best "
+                                       "validation score are used. The choice stays until you change it, also "
+                                       "when other runs finish.")
+    row = by_id[run_id]
     from core.runs import Run
 
     run = Run(Path(row["dir"]))
     with st.spinner("Loading the model..."):
         shared = shared_model(run)
     lm = shared.lm
-    st.caption(f"{lm.model_name} · {lm.image_size} × {lm.image_size} px · "
-               f"{'grayscale' if lm.channels == 1 else 'colour'} · classes: {', '.join(lm.class_names)}")
+    st.caption(f"Run {md_escape(row['run_id'])} · {lm.model_name} · {lm.image_size} × {lm.image_size} px · "
+               f"{'grayscale' if lm.channels == 1 else 'colour'} · classes: "
+               f"{', '.join(md_escape(c) for c in lm.class_names)}")
+    if classical:
+        st.caption(NO_CLASSICAL)
+    if not lm.mirror:
+        st.info(f"No mirror images for this model: {md_escape(lm.mirror_reason)}.", icon=":material/flip:")
     methods = list_methods()
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     method = c1.selectbox("Explanation", methods, index=methods.index("gradcam"),
                           format_func=lambda m: METHOD_LABELS.get(m, m),
                           help="How the heatmap is made. Grad-CAM is quick and shows regions; the others "
                                "work pixel by pixel and can take longer.")
-    tta = c2.checkbox("Test-time augmentation", help="Also look at the mirrored image and average both answers: "
-                                                     "a little steadier, twice the work.")
+    tta = c2.checkbox("Test-time augmentation", disabled=not lm.mirror,
+                      help="Also look at the mirrored image and average both answers: a little steadier, twice "
+                           "the work." if lm.mirror else f"Off for this model: {md_escape(lm.mirror_reason)}.")
     calibrated = c3.checkbox("Calibrated probabilities",
                              help=f"Rescale the probabilities (temperature {lm.temperature:.2f}, fitted on the "
                                   "validation images) so that '80 %' is right about 80 % of the time.")
     mc_passes = mc_options(lm)
+    st.caption(f"{METHOD_DESCRIPTIONS[method]} {METHODS_DISAGREE}")
     with st.expander("How confident is the answer?", icon=":material/help:"):
         st.markdown("Every answer comes with its top probability, its predictive entropy and a level in plain "
                     "words:\n\n" + confidence_rules())
@@ -193,15 +210,18 @@ def main() -> None:
         return
     with st.spinner("Classifying..."):
         predict_all(shared, items, tta, calibrated, mc_passes)
+    trust.check_items(lm, items)
+    st.caption(trust.answer_source(row) + (" for every image below." if len(items) > 1 else "."))
+    trust.fit_summary(items)
     if len(items) > 1:
-        table = results_table(lm, items)
+        table = results_table(lm, items, row)
         st.dataframe(table, hide_index=True)
-        st.download_button("Download the results as CSV", table.to_csv(index=False).encode(), "predictions.csv",
-                           "text/csv", icon=":material/download:")
+        st.download_button("Download the results as CSV", table.to_csv(index=False).encode(),
+                           f"predictions-{row['run_id']}.csv", "text/csv", icon=":material/download:")
     if len(items) > DETAILED:
         st.caption(f"Details for the first {DETAILED} images; the table above lists all {len(items)}.")
     for it in items[:DETAILED]:
-        show_one(shared, it, method, METHOD_LABELS.get(method, method), mc_passes)
+        show_one(shared, row, it, method, METHOD_LABELS.get(method, method), mc_passes)
 
 
 with ui.guard("showing the classify page"):

@@ -327,6 +327,9 @@ def explanation_section(selected: list[dict]) -> None:
                       width="stretch")
     st.caption(f"{METHOD_LABELS[method]} of each model's own answer (red: what drove it). Under each heatmap: the "
                "predicted class and its probability; ✓ when it is the true class.")
+    from core.explain_words import METHOD_DESCRIPTIONS, METHODS_DISAGREE
+
+    st.caption(f"{METHOD_DESCRIPTIONS[method]} {METHODS_DISAGREE}")
 
 
 def manage(rows: list[dict]) -> None:
@@ -399,7 +402,11 @@ def main() -> None:
         return
     done = [r for r in rows if r["status"] == "completed"]
     by_id = {r["run_id"]: r for r in rows}
-    picked = st.multiselect("Runs to compare", list(by_id), default=[r["run_id"] for r in done[:3]],
+    from studio.run_links import linked_run, open_links
+
+    linked = linked_run()  # a link to one run ("Compare it") opens that run
+    default = [linked] if linked in by_id else [r["run_id"] for r in done[:3]]
+    picked = st.multiselect("Runs to compare", list(by_id), default=default,
                             format_func=lambda i: by_id[i]["label"],
                             help="Pick two or more runs to see their curves, ROC curves and confusion matrices "
                                  "side by side.")
@@ -408,6 +415,7 @@ def main() -> None:
         data = {r["run_id"]: read_run(r["run_id"]) for r in selected}
         st.subheader("Scores")
         metrics_table(selected, data)
+        open_links(selected, compare=False)
         st.subheader("Learning curves")
         metric = st.radio("Curve", list(CURVES), format_func=CURVES.get, horizontal=True, label_visibility="collapsed")
         st.plotly_chart(charts.overlaid_curves({r["label"]: data[r["run_id"]]["epochs"] for r in selected},

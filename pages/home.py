@@ -37,6 +37,9 @@ def recent_runs() -> None:
         "Test ACC": st.column_config.NumberColumn(format="%.3f"),
         "Test AUC": st.column_config.NumberColumn(format="%.3f"),
     })
+    from studio.run_links import open_links
+
+    open_links([r for r in rows if r["status"] == "completed"][:3])  # each link opens that run
 
 
 def main() -> None:

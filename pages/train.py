@@ -150,6 +150,11 @@ def augment_preview(spec: str, size: int, preset: str) -> None:
         return
     x = torch.from_numpy(np.stack([p if p.ndim == 3 else p[..., None] for p in picks])).permute(0, 3, 1, 2)
     draw = st.session_state.get("augment_draw", 0)
+    from core.data.augment import without_mirroring
+    from studio.sides import laterality
+
+    if laterality(spec, size).side_matters:  # as training will do it: no flips, no turns
+        preset = without_mirroring(preset)
     out = augment_batch(x.float() / 255.0, preset, generator=torch.Generator().manual_seed(draw))
     out = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).squeeze(-1).numpy()
     st.markdown("**Preview** — top: training images as they are; bottom: one random augmentation of each.")
@@ -236,11 +241,14 @@ def run_panel(store, row: dict) -> None:
         elif status == "completed":
             st.success(f"Finished in {ui.fmt_duration(meta.get('train_seconds'))}: test accuracy "
                        f"{ui.fmt_metric(row.get('test_acc'))}, test AUC {ui.fmt_metric(row.get('test_auc'))}.")
+            from studio.run_links import run_link
+
             links = st.columns(4)
-            with links[0]:
-                ui.page_link("compare", "Compare it", icon=":material/leaderboard:")
+            with links[0]:  # each link opens THIS run (?run=<id>), not whichever finished last
+                run_link("compare", run_id, "Compare it", icon=":material/leaderboard:")
             with links[1]:
-                ui.page_link("classify", "Classify images with it", icon=":material/image_search:")
+                if run.best_checkpoint.is_file():  # a classical baseline keeps no model to classify with
+                    run_link("classify", run_id, "Classify images with it", icon=":material/image_search:")
         elif status in ("failed", "interrupted"):
             st.error(ui.sentence(meta.get("error") or f"The run is {status}."))
         elif status == "cancelled":
@@ -302,6 +310,10 @@ def main() -> None:
         st.info(ui.limits_text(), icon=":material/info:")
     spec, size = pick_data()
     facts = ui.dataset_facts(spec, size)
+    with ui.guard("checking whether left and right matter in this dataset"):
+        from studio.sides import train_note
+
+        train_note(spec, size)  # "classes name left and right, so images are not mirrored"
     left, right = st.columns([3, 2], gap="large")
     with left:
         model, extra = pick_model()
