@@ -178,8 +178,12 @@ def _train_foreground(run, store, requeue: bool = False) -> int:
     worker_log = logging.getLogger(worker.__name__)
     repeat = _DropFailedLine()
     worker_log.addFilter(repeat)
-    if requeue:  # right before the worker claims it, so a server's runner has no gap to take it
-        store.update_meta(run.id, status="queued", error=None)
+    # This process trains the run itself: no job runner's worker (or launch token) has it, and
+    # whoever opens the store judges it by the pid and start time worker.main records
+    # (core.runs.reaper), since nobody is watching to settle it if it is killed.
+    requeued = {"status": "queued", "error": None} if requeue else {}
+    # Requeued right before the worker claims it, so a server's runner has no gap to take it.
+    store.update_meta(run.id, executor="foreground", **requeued)
     try:
         with TrainingProgress(run.params()["config"]["epochs"]) as progress:
             worker.main([str(run.dir)], train=lambda r, s: training_function(r)(r, s, progress=progress.update))

@@ -74,7 +74,8 @@ def test_killed_foreground_train_is_interrupted_when_the_store_opens_and_resume_
     run_id = run_dir.name
     # what the killed process left (read raw: opening a store would settle it): running, pid, start time
     meta = json.loads((run_dir / "meta.json").read_text())
-    assert (meta["status"], meta["pid"]) == ("running", proc.pid) and isinstance(meta["pid_created"], float)
+    assert (meta["status"], meta["pid"], meta["executor"]) == ("running", proc.pid, "foreground")
+    assert abs(meta["pid_created"] - psutil.Process().create_time()) > 0.5  # its own start time, not ours
 
     # any command that opens the store finds it dead: `runs` lists it interrupted
     assert main(["runs", "--runs-dir", str(runs)]) == 0
@@ -127,6 +128,27 @@ def test_a_reused_pid_or_a_vanished_one_is_dead_but_the_recording_process_is_ali
     store.update_meta(run.id, status="running", pid=gone.pid, pid_created=1.0)
     run.request_cancel()
     assert RunStore(store.root).get(run.id).meta()["status"] == "cancelled"
+
+
+def test_a_page_opened_after_a_foreground_run_died_shows_it_interrupted(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from studio import ui
+
+    store = RunStore()  # $STUDIO_RUNS_DIR, as the pages use it
+    run = store.create_run({"model": "medvcnn", "dataset": "squares", "epochs": 3}, name="killed in a terminal")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store.update_meta(run.id, status="running", pid=gone.pid, pid_created=time.time() - 5, host=None, epoch=1)
+    at = AppTest.from_file(str(REPO / "studio" / "app.py"), default_timeout=120)
+    try:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        board = at.dataframe[0].value
+        assert dict(zip(board["Run"], board["Status"])) == {"killed in a terminal": ui.status_label("interrupted")}
+    finally:
+        ui._runner(ui._root()).stop()
+    assert run.meta()["status"] == "interrupted" and "can be resumed" in run.meta()["error"]
 
 
 # ------------------------------------------------------------------- 7. out of memory
