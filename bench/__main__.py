@@ -1,4 +1,4 @@
-"""``python -m bench throughput|accuracy|inference|memory|make-large``."""
+"""``python -m bench throughput|accuracy|inference|memory|make-large|short|...``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ COMMANDS = {
     "inference": ("bench.inference", "latency of one uploaded image: decode, preprocess, predict, Grad-CAM"),
     "memory": ("bench.memory", "peak resident memory of a training worker"),
     "make-large": ("bench.make_large", "write a generated MedMNIST-format dataset of a given size"),
+    "short": ("bench.short", "a few epochs on a few hundred images: breastmnist, an image folder, a generated one"),
 }
 
 
