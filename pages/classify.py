@@ -10,7 +10,7 @@ from studio import charts, run_links, ui
 from studio import classify_trust as trust
 from studio.safe_text import md_escape
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "dicom"]
 DETAILED = 12  # images shown in full; the table lists them all
 LEVEL_BOX = {"high": st.success, "moderate": st.info, "low": st.warning}
 NO_CLASSICAL = ("Classical baselines (scikit-learn) are not listed: the studio keeps their scores for comparison, "
@@ -19,7 +19,7 @@ NO_CLASSICAL = ("Classical baselines (scikit-learn) are not listed: the studio k
 
 def read_uploads(lm, files) -> list[dict]:
     """Decode each upload to the model's size; a bad file gets its own error and is skipped."""
-    from core.data import decode_image
+    from core.data import read_image
     from core.fit_check import source_facts
     from core.inference import load_image_tensor
     from core.limits import check_upload_size
@@ -30,7 +30,8 @@ def read_uploads(lm, files) -> list[dict]:
             data = f.getvalue()
             check_upload_size(len(data), f.name)
             tensor = load_image_tensor(lm, data, name=f.name)
-            shown = decode_image(data, name=f.name)
+            decoded = read_image(data, name=f.name)  # notes: which frame or page was used
+            shown = decoded.image
             source = source_facts(shown)  # before the thumbnail shrinks it
         except StudioError as exc:
             st.error(f"**{f.name}** was skipped: {ui.sentence(str(exc))}")
@@ -40,6 +41,8 @@ def read_uploads(lm, files) -> list[dict]:
             reason = "it could not be read as an image; save it again as PNG or JPEG."
             st.error(f"**{f.name}** was skipped: {reason}")
             continue
+        for note in decoded.notes:
+            st.caption(f"{md_escape(f.name)}: {md_escape(note)}")
         shown.thumbnail((320, 320))
         good.append({"name": f.name, "tensor": tensor, "image": shown, "source": source})
     return good
