@@ -168,7 +168,8 @@ def folder_tab() -> None:
     st.markdown(
         "Zip a folder that holds **one sub-folder of images per class** (PNG, JPEG, BMP, TIFF or DICOM: `.dcm`, or any file with the DICOM header), for "
         "example `my_scans/normal/…` and `my_scans/pneumonia/…`. If it has `train/`, `val/` and `test/` "
-        "folders they are used as the splits; otherwise the images are split 70/15/15 per class."
+        "folders they are used as the splits; otherwise the images are split 70/15/15 per class, which needs at least "
+        "5 images per class so that validation and test each get one."
     )
     lim = ui.limits()
     if lim.demo:
