@@ -333,3 +333,17 @@ def test_each_method_is_described_beside_its_map(tmp_path, monkeypatch):
     captions = [c.value for c in at.caption]
     assert METHOD_DESCRIPTIONS["integrated_gradients"] in captions, "beside the map"
     assert any(METHODS_DISAGREE in c for c in captions)
+
+
+def test_compare_describes_the_explanation_method(tmp_path, monkeypatch):
+    from core.explain import METHOD_DESCRIPTIONS, METHODS_DISAGREE
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("STUDIO_RUNS_DIR", str(root))
+    folder = write_dataset_folder(tmp_path / "squares")
+    run = make_run(root, "medvcnn", dataset=str(folder), steps=2)
+    at = open_page("compare")
+    next(m for m in at.multiselect if m.label == "Runs to compare").set_value([run.id]).run()
+    at.selectbox(key="explain_method").set_value("integrated_gradients").run()
+    no_failure(at)
+    assert f"{METHOD_DESCRIPTIONS['integrated_gradients']} {METHODS_DISAGREE}" in [c.value for c in at.caption]
