@@ -102,6 +102,10 @@ def read_dicom(fp: BinaryIO, label: str, max_pixels: int, frame: int | None = No
     except Exception as exc:
         raise DataError(f"{label} is not a DICOM file that can be read (its header is damaged or cut short); export it again from the viewer or PACS") from exc
     rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
+    if force and "Rows" not in ds and "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+        # force=True parses any bytes as *something*; without the preamble, a file meta or
+        # image attributes, it is not DICOM at all (a text file named .dcm).
+        raise DataError(f"{label} is not a DICOM file that can be read (it has no DICOM header); export it again from the viewer or PACS")
     if rows <= 0 or cols <= 0:
         raise DataError(f"{label} holds no image (no pixel rows and columns: a DICOM report or structured document?); use an image series instead")
     if rows * cols > max_pixels:
