@@ -19,7 +19,7 @@ CURVES = {"val_auc": "Validation AUC", "val_acc": "Validation accuracy", "val_lo
 def leaderboard(rows: list[dict]) -> pd.DataFrame:
     """One row per run, with the columns a person compares on."""
     return pd.DataFrame([{
-        "Run": r["name"], "Status": ui.status_label(r["status"]), "Dataset": ui.dataset_label(r["dataset"]),
+        "Run": r["name"], "Status": "Damaged" if r.get("damaged") else ui.status_label(r["status"]), "Dataset": ui.dataset_label(r["dataset"]),
         "Model": r["model"], "Size (px)": r["image_size"], "Test ACC": r["test_acc"], "Test AUC": r["test_auc"],
         "Macro F1": r["test_f1"], "Parameters": r["params_count"], "Training time (s)": r["train_seconds"],
         "Latency (ms)": r["latency_ms"], "Epochs": r["epochs_done"], "Tags": ", ".join(r["tags"]),

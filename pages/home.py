@@ -28,7 +28,7 @@ def recent_runs() -> None:
         st.info("No runs yet. Press **Train my first model** above, or set one up on the Train page.")
         return
     table = pd.DataFrame([{
-        "Run": r["name"], "Status": ui.status_label(r["status"]), "Model": r["model"],
+        "Run": r["name"], "Status": "Damaged" if r.get("damaged") else ui.status_label(r["status"]), "Model": r["model"],
         "Dataset": ui.dataset_label(r["dataset"]), "Size (px)": r["image_size"],
         "Epochs": f"{r['epochs_done'] or 0} / {r['epochs'] or '?'}",
         "Test ACC": r["test_acc"], "Test AUC": r["test_auc"], "Started": (r["created"] or "")[:16].replace("T", " "),

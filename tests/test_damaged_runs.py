@@ -265,6 +265,9 @@ def test_pages_work_beside_damaged_runs(damaged, stop_runner, page):
     if page in ("home", "compare"):
         board = at.dataframe[0].value
         assert "healthy" in set(board["Run"]) and len(board) == 7
+        status = dict(zip(board["Run"], board["Status"]))
+        assert status["healthy"] == status["epoch two"] == status["bad checkpoint"] == "Completed"
+        assert sorted(board["Status"]).count("Damaged") == len(DAMAGE)  # the damaged meta.json runs have no name
     if page == "compare":
         problems = dict(zip(board["Run id"], board["Problem"]))
         assert problems[ids["healthy"]] == ""
