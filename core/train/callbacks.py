@@ -62,6 +62,7 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             trainer.should_stop = True
             trainer.stop_reason = f"early stopping: {self.monitor} did not improve for {self.patience} epochs"
+            trainer.stop_kind = "early_stopping"  # core.train.progress words it for people
 
     def state_dict(self):
         return {"best": self.best, "wait": self.wait}
@@ -139,6 +140,7 @@ class StopOnRequest(Callback):
             trainer.should_stop = True
             trainer.cancelled = True
             trainer.stop_reason = "cancelled by the user"
+            trainer.stop_kind = "cancelled"
 
 
 class TimeBudget(Callback):
@@ -159,6 +161,7 @@ class TimeBudget(Callback):
         if spent + per_epoch > self.seconds * 1.02:
             trainer.should_stop = True
             trainer.stop_reason = f"time budget of {self.seconds / 60:.1f} minutes reached"
+            trainer.stop_kind = "time_limit"
 
     def state_dict(self):
         spent = self.spent_before + (time.monotonic() - self.start if self.start else 0.0)
