@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from core.csv_safe import csv_cell
 from core.errors import StudioError
 
 # The parser is built for every command (``python -m core runs`` too), so it must not import
@@ -189,24 +190,6 @@ def _write_overlay(lm, img, tensor, target: int, index: int, name: str, out: Pat
     path = out / f"{index + 1:04d}_{safe_stem(name)}_{method}.png"
     overlay(img, heat).save(path)
     return path
-
-
-def csv_cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula.
-
-    File names (and error messages that quote them) come from uploaded folders and zips; a
-    name such as ``=HYPERLINK(...).png`` would be a live formula in Excel or LibreOffice, so a
-    text cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading
-    apostrophe (OWASP's advice). Numbers written by the studio never start that way.
-
-    Args:
-        value: the cell's content.
-
-    Returns:
-        The text to write.
-    """
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def safe_stem(name: str, limit: int = 60) -> str:

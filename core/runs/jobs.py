@@ -30,7 +30,9 @@ import psutil
 
 from core.errors import StudioError
 from core.limits import current_limits
-from core.runs.store import FINAL_STATUSES, Run, RunStore, check_owner, interrupted_reason, utc_now
+from core.runs.owners import authorize
+from core.runs.store import FINAL_STATUSES, Run, RunStore, interrupted_reason, utc_now
+from core.runs.worker_proof import is_proven_worker, valid_pid
 
 logger = logging.getLogger(__name__)
 
@@ -323,15 +325,14 @@ class JobRunner:
             StudioError: when the run is queued or running already, or not the asker's.
         """
         with self._lock:
-            run = self.store.get(run_id)
-            check_owner(run.meta(), owner, "resume")
+            run = authorize(self.store, run_id, owner, "resume")
             status = run.meta().get("status")
             if status in ("queued", "running"):
                 raise StudioError(f"run '{run_id}' is already {status}; wait for it or cancel it first")
             run.clear_cancel()
             claimed = self.store.update_meta_if(
                 run_id, (*FINAL_STATUSES, None),  # type: ignore[arg-type]
-                status="queued", queued=utc_now(), finished=None, error=None, pid=None,
+                status="queued", queued=utc_now(), finished=None, error=None, pid=None, worker_token=None,
             )
             if claimed is None:
                 raise StudioError(f"run '{run_id}' changed state meanwhile; look at it again and retry")
@@ -355,8 +356,7 @@ class JobRunner:
             or the final status the run already had.
         """
         with self._lock:
-            run = self.store.get(run_id)
-            check_owner(run.meta(), owner, "cancel")
+            run = authorize(self.store, run_id, owner, "cancel")
             status = run.meta().get("status")
             if status == "queued":
                 if self.store.update_meta_if(run_id, ["queued"], status="cancelled", finished=utc_now()) is not None:
@@ -507,9 +507,12 @@ class JobRunner:
             self.store.refresh_from_disk(run_id)  # deleted since it was indexed
             return False
         # Claim it first: another runner (a second server, the CLI) may be looking too.
+        # The worker clears launch_token when it claims the run; worker_token stays, so a
+        # later runner can prove which process is this launch's worker (core.runs.worker_proof).
+        token = secrets.token_hex(16)
         fields: dict[str, Any] = dict(
             status="running", pid=None, pid_created=None, launched=utc_now(), started=None,
-            finished=None, error=None, host=HOST, launch_token=secrets.token_hex(8),
+            finished=None, error=None, host=HOST, launch_token=token, worker_token=token,
             executor=getattr(self.executor, "name", type(self.executor).__name__),
         )
         if gpu is not None:
@@ -570,14 +573,37 @@ class JobRunner:
             stop(job.handle)
             return
         state, meta = self._foreign_state(run_id)
-        pid = meta.get("pid")
-        if state == "alive" and isinstance(pid, int):
-            sig = signal.SIGKILL if kill else signal.SIGTERM
-            try:
-                # Workers we start lead their own session; one run in-process by the CLI may not.
-                os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
+        if run_id in self._jobs:  # adopted just now (a cluster executor): stop it through its handle
+            self._signal(run_id, kill)
+            return
+        pid = valid_pid(meta.get("pid"))
+        if state != "alive" or pid is None:
+            return
+        # meta.json alone proves nothing (anyone may edit it, pids are reused): signal only a
+        # process whose command line, environment and start time show it is this run's worker.
+        if not is_proven_worker(pid, self.store.root / run_id, meta.get("worker_token"),
+                                getattr(self.executor, "command", None), _number(meta.get("pid_created")),
+                                LAUNCH_TOKEN_ENV):
+            self._give_up_cancel(run_id, pid)
+            return
+        sig = signal.SIGKILL if kill else signal.SIGTERM
+        try:
+            # Workers we start lead their own session; one run in-process by the CLI may not.
+            os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _give_up_cancel(self, run_id: str, pid: int) -> None:
+        """A cancel whose grace ran out, for a run whose recorded process is not provably its
+        worker: that process is left alone and the run is recorded as cancelled (a real
+        worker behind it sees cancel.request and stops as cancelled too)."""
+        logger.warning("run %s: process %d is not provably its worker; not signalling it", run_id, pid)
+        self.store.update_meta_if(
+            run_id, ["running"], status="cancelled", finished=utc_now(),
+            error=(f"Cancelled without stopping process {pid}: it could not be shown to be this run's worker "
+                   "(its command line, launch token or start time do not match), so it was not signalled; "
+                   "if it is still training this run, stop it where it was started"),
+        )
 
     def _foreign_state(self, run_id: str) -> tuple[str, dict[str, Any]]:
         """``alive``, ``dead``, ``elsewhere`` (another host) or ``settled`` for a run not ours."""
@@ -663,7 +689,12 @@ def is_worker_alive(pid: int, run: Run, created: float | None = None) -> bool:
         run: the run.
         created: the process start time the worker recorded (``pid_created``); when
             absent, the process must have the run id on its command line instead.
+
+    A pid no process can have (-1, 0, text, 10**30: a hand-edited meta.json) is a dead
+    worker, never an exception: the runner must start whatever one run's file says.
     """
+    if valid_pid(pid) is None:
+        return False
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -671,7 +702,7 @@ def is_worker_alive(pid: int, run: Run, created: float | None = None) -> bool:
         if created is not None:
             return abs(proc.create_time() - created) < 0.5
         cmdline = proc.cmdline()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, ValueError, OverflowError):
         return False
     except psutil.AccessDenied:  # pragma: no cover - it exists but we may not look
         return True

@@ -36,6 +36,7 @@ from core.atomic import _json_default, atomic_write, write_json
 from core.errors import StudioError
 from core.paths import runs_dir
 from core.runs.index import INDEXED_META_FIELDS, RunIndex, build_row, find_param
+from core.runs.owners import authorize, check_owner  # noqa: F401  (check_owner: imported from here too)
 from core.runs.safe_json import DamagedJSON, loads_checked, metric_record_problem
 
 try:  # POSIX; on other systems meta updates are not locked across processes
@@ -449,25 +450,6 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
-def check_owner(meta: Mapping[str, Any], owner: str | None, action: str) -> None:
-    """In the hosted demo, refuse to ``action`` (delete, cancel, resume) someone else's run.
-
-    Args:
-        meta: the run's meta.json (its ``owner``).
-        owner: who asks; None means the command line or an operator, never refused.
-        action: the verb for the message.
-
-    Raises:
-        StudioError: when the demo is on and the run belongs to another session.
-    """
-    from core.limits import current_limits
-
-    if owner is None or not current_limits().own_runs_only:
-        return
-    if meta.get("owner") != owner:
-        raise StudioError(f"this run was started by someone else, and in this demo you can {action} only your own runs")
-
-
 @contextmanager
 def _locked(run_dir: Path) -> Iterator[None]:
     """Exclusive lock on the run directory, across threads and processes (flock)."""
@@ -686,16 +668,21 @@ class RunStore:
             self.refresh_from_disk(run_id)
         return meta
 
-    def rename(self, run_id: str, name: str) -> None:
-        """Give a run a new display name."""
+    def rename(self, run_id: str, name: str, owner: str | None = None) -> None:
+        """Give a run a new display name (in the demo only its owner may: :mod:`core.runs.owners`)."""
+        authorize(self, run_id, owner, "rename")
         self.update_meta(run_id, name=_clean_name(name))
 
-    def set_tags(self, run_id: str, tags: Iterable[str]) -> list[str]:
+    def set_tags(self, run_id: str, tags: Iterable[str], owner: str | None = None) -> list[str]:
         """Replace a run's tags (stripped, blanks and duplicates dropped, order kept).
+
+        In the demo only the run's owner may (:mod:`core.runs.owners`); ``owner=None``
+        (the command line) is not checked.
 
         Returns:
             The tags stored.
         """
+        authorize(self, run_id, owner, "tag")
         if isinstance(tags, str):
             tags = [tags]
         clean: list[str] = []
@@ -722,12 +709,11 @@ class RunStore:
             StudioError: while the run is running (cancel it first), or when it is not
                 the asker's in the demo.
         """
-        run = self.get(run_id)
+        run = authorize(self, run_id, owner, "delete")
         try:
             meta = run.meta()
         except StudioError:
             meta = {}  # a damaged run can always be deleted (in the demo, from the command line)
-        check_owner(meta, owner, "delete")
         status = meta.get("status")
         if status == "running":
             raise StudioError(f"run '{run_id}' is running; cancel it first, then delete it")
