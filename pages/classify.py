@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.csv_safe import frame_to_csv_bytes
 from core.errors import StudioError
 from studio import charts, run_links, ui
 from studio import classify_trust as trust
@@ -34,12 +35,12 @@ def read_uploads(lm, files) -> list[dict]:
             shown = decoded.image
             source = source_facts(shown)  # before the thumbnail shrinks it
         except StudioError as exc:
-            st.error(f"**{f.name}** was skipped: {ui.sentence(str(exc))}")
+            st.error(f"**{md_escape(f.name)}** was skipped: {md_escape(ui.sentence(str(exc)))}")
             continue
         except Exception:  # a decoder bug on a hostile file: skip it, keep the others
             ui.log.exception("could not read upload %s", f.name)
             reason = "it could not be read as an image; save it again as PNG or JPEG."
-            st.error(f"**{f.name}** was skipped: {reason}")
+            st.error(f"**{md_escape(f.name)}** was skipped: {reason}")
             continue
         for note in decoded.notes:
             st.caption(f"{md_escape(f.name)}: {md_escape(note)}")
@@ -83,7 +84,7 @@ def show_one(shared, row: dict, it: dict, method: str, method_label: str, mc_pas
     about = it["about"]
     with st.container(border=True):
         c1, c2, c3 = st.columns([1, 1, 2], gap="medium")
-        c1.image(it["image"], caption=it["name"], width="stretch")
+        c1.image(it["image"], caption=md_escape(it["name"]), width="stretch")
         with c2:
             with ui.guard(f"explaining {it['name']}", "try another explanation method"), shared.lock:
                 x = preprocess(lm, it["tensor"].unsqueeze(0))[0]
@@ -92,9 +93,9 @@ def show_one(shared, row: dict, it: dict, method: str, method_label: str, mc_pas
                          width="stretch")
             st.caption(METHOD_DESCRIPTIONS.get(method, ""))
         with c3:
-            st.markdown(f"### {about['label']}")
+            st.markdown(f"### {md_escape(about['label'])}")
             st.caption(trust.answer_source(row))
-            LEVEL_BOX.get(about["level"], st.info)(about["sentence"])
+            LEVEL_BOX.get(about["level"], st.info)(md_escape(about["sentence"]))
             trust.fit_messages(it)
             st.caption(f"Top probability {about['probability']:.1%} · predictive entropy {it['entropy']:.3f} nats "
                        f"(normalised {about['entropy_norm']:.2f}, where 0 is certain and 1 is a uniform guess)")
@@ -219,7 +220,7 @@ def main() -> None:
     if len(items) > 1:
         table = results_table(lm, items, row)
         st.dataframe(table, hide_index=True)
-        st.download_button("Download the results as CSV", table.to_csv(index=False).encode(),
+        st.download_button("Download the results as CSV", frame_to_csv_bytes(table),
                            f"predictions-{row['run_id']}.csv", "text/csv", icon=":material/download:")
     if len(items) > DETAILED:
         st.caption(f"Details for the first {DETAILED} images; the table above lists all {len(items)}.")

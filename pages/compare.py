@@ -5,7 +5,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.csv_safe import frame_to_csv_bytes
 from studio import charts, paper_claims, ui
+from studio.safe_text import md_escape
 from studio.downloads import run_card
 from studio.per_class_table import per_class_section
 
@@ -220,8 +222,8 @@ def with_predictions(selected: list[dict], data: dict) -> list[tuple[dict, dict,
         else:
             found.append((r, preds, task, names))
     if missing:
-        st.caption(f"No saved test predictions for {', '.join(missing)} (unfinished, or trained by an older "
-                   "version: `python -m core eval RUN_ID` writes them).")
+        st.caption(f"No saved test predictions for {', '.join(map(md_escape, missing))} (unfinished, or trained by "
+                   "an older version: `python -m core eval RUN_ID` writes them).")
     return found
 
 
@@ -313,18 +315,18 @@ def explanation_section(selected: list[dict]) -> None:
     head = st.columns(widths)
     head[0].markdown("**Test image**")
     for col, r in zip(head[1:], runs):
-        col.markdown(f"**{r['label']}**")
+        col.markdown(f"**{md_escape(r['label'])}**")
     for i, (image, truth, index) in enumerate(zip(sample["images"], sample["truth"], sample["indices"])):
         shown = side_by_side.display_image(image)
         cols = st.columns(widths)
-        cols[0].image(shown, caption=f"{sample['split']} image {index} · true: {truth}", width="stretch")
+        cols[0].image(shown, caption=f"{sample['split']} image {index} · true: {md_escape(truth)}", width="stretch")
         for col, r in zip(cols[1:], runs):
             if r["run_id"] not in results:
                 continue
             res = results[r["run_id"]][i]
             mark = "" if sample["task"] == "multi-label" else ("✓ " if res["label"] == truth else "✗ ")
-            col.image(overlay(shown, res["heat"]), caption=f"{mark}{res['label']} · {res['probability']:.0%}",
-                      width="stretch")
+            col.image(overlay(shown, res["heat"]), width="stretch",
+                      caption=f"{mark}{md_escape(res['label'])} · {res['probability']:.0%}")
     st.caption(f"{METHOD_LABELS[method]} of each model's own answer (red: what drove it). Under each heatmap: the "
                "predicted class and its probability; ✓ when it is the true class.")
     from core.explain_words import METHOD_DESCRIPTIONS, METHODS_DISAGREE
@@ -344,24 +346,24 @@ def manage(rows: list[dict]) -> None:
             new_name = st.text_input("New name", value=row["name"], key=f"name-{row['run_id']}")
             if st.button("Rename", key="rename"):
                 with ui.guard("renaming the run"):
-                    store.rename(row["run_id"], new_name)
+                    store.rename(row["run_id"], new_name, owner=owner)
                     st.rerun()
         with c2:
             tags = st.text_input("Tags (comma separated)", value=", ".join(row["tags"]), key=f"tags-{row['run_id']}",
                                  help="Short words such as 'baseline' or 'final' to find runs by.")
             if st.button("Save tags", key="tag"):
                 with ui.guard("saving the tags"):
-                    store.set_tags(row["run_id"], [t for t in tags.split(",")])
+                    store.set_tags(row["run_id"], [t for t in tags.split(",")], owner=owner)
                     st.rerun()
         mine = row.get("owner") == owner
         if ui.demo_mode() and not mine:
             st.caption("In this demo you can delete only the runs you started.")
             return
-        sure = st.checkbox(f"Yes, delete “{row['name']}” and all its files", key=f"sure-{row['run_id']}")
+        sure = st.checkbox(f"Yes, delete “{md_escape(row['name'])}” and all its files", key=f"sure-{row['run_id']}")
         if st.button("Delete run", type="primary", disabled=not sure, icon=":material/delete:", key="delete"):
             with ui.guard("deleting the run"):
-                store.delete(row["run_id"])
-                st.toast(f"Deleted {row['name']}.")
+                store.delete(row["run_id"], owner=owner)
+                st.toast(f"Deleted {md_escape(row['name'])}.")
                 st.rerun()
 
 
@@ -395,7 +397,7 @@ def main() -> None:
         "Training time (s)": st.column_config.NumberColumn(format="%.1f"),
         "Latency (ms)": st.column_config.NumberColumn(format="%.2f"),
     })
-    st.download_button("Download the table as CSV", table.to_csv(index=False).encode(), "runs.csv", "text/csv",
+    st.download_button("Download the table as CSV", frame_to_csv_bytes(table), "runs.csv", "text/csv",
                        icon=":material/download:")
     if not rows:
         st.info("No run matches these filters.")

@@ -1,11 +1,10 @@
 """Datasets: MedMNIST (present, downloadable or importable) and your own images as a zip."""
 
-import re
-
 import pandas as pd
 import streamlit as st
 
 from studio import charts, ui
+from studio.safe_text import md_escape
 
 SELECT = "datasets_select"  # (flag, size) an import asks the MedMNIST pickers to show
 FLASH = "datasets_flash"  # a confirmation to show once, after the rerun an import asks for
@@ -40,20 +39,20 @@ def show_dataset(view: dict, key: str | None = None) -> None:
     cols[3].metric("Image size", f"{view['image_size']} × {view['image_size']} px")
     cols[4].metric("Colour", "Grayscale" if view["channels"] == 1 else "RGB",
                    help=f"{view['channels']} channel(s) per pixel.")
-    st.info(f"**Task.** {view['task_text']}.")
+    st.info(f"**Task.** {md_escape(view['task_text'])}.")
     st.plotly_chart(charts.class_balance(view["counts"]), key=f"balance-{key}" if key else None)
     st.markdown("**Sample images from the training split**")
     for name, images in view["samples"].items():
         if not images:
             continue
         label, pics = st.columns([1, 5], vertical_alignment="center")
-        label.markdown(f"**{name}**")
+        label.markdown(f"**{md_escape(name)}**")
         pics.image(images, width=88, clamp=True)
     if view["source"] == "folder" or len(view["skipped"]) or view["notes"]:
         with st.expander(f"Import report: {view['files_read']:,} files read, {len(view['skipped']):,} skipped",
                          expanded=bool(len(view["skipped"]))):
             for note in view["notes"]:
-                st.write(f"• {ui.sentence(note)}")
+                st.write(f"• {md_escape(ui.sentence(note))}")
             if len(view["skipped"]):
                 skipped = view["skipped"].assign(reason=view["skipped"]["reason"].map(ui.plain))
                 st.dataframe(skipped, hide_index=True)
@@ -129,7 +128,7 @@ def import_npz_upload(upload, size: int) -> None:
     try:
         saved = import_npz_bytes(upload.getvalue(), upload.name)
     except NotOfficialNpz as exc:
-        st.error(ui.sentence(str(exc)), icon=":material/error:")
+        st.error(md_escape(ui.sentence(str(exc))), icon=":material/error:")
         st.info("If you changed or relabelled this file on purpose, import it as your own dataset: it gets the "
                 "same checks as any upload and is kept with your own images, where the Train page offers it.",
                 icon=":material/info:")
@@ -146,13 +145,9 @@ def import_npz_upload(upload, size: int) -> None:
         return
     flag, size_of_file = _flag_and_size(saved.name)
     st.session_state[SELECT] = (flag, size_of_file)
-    st.session_state[FLASH] = f"Imported {saved.name} (MD5 checked); it is selected below."
+    st.session_state[FLASH] = f"Imported {md_escape(saved.name)} (MD5 checked); it is selected below."
     st.rerun()
 
-
-def md_escape(text: str) -> str:
-    """A file name inside a Markdown message, shown as typed (no links, no formatting)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:@])", r"\\\1", " ".join(str(text).split()))
 
 
 def _flag_and_size(filename: str) -> tuple[str, int]:

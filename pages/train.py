@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from studio import charts, ui
+from studio.safe_text import md_escape
 
 RECIPE_CHOICES = {
     "default": "Fast default (recommended)",
@@ -36,7 +37,7 @@ def pick_data():
     allowed = ui.limits().image_sizes or IMAGE_SIZES
     sizes = [s for s in (on_disk[spec] if spec in on_disk else IMAGE_SIZES) if s in allowed]
     if not sizes:
-        st.warning(f"{ui.dataset_label(spec)} is on disk only at sizes this demo does not train on; "
+        st.warning(f"{md_escape(ui.dataset_label(spec))} is on disk only at sizes this demo does not train on; "
                    f"download it at {' or '.join(map(str, allowed))} px on the Datasets page.")
         st.stop()
     size = c2.selectbox("Image size (px)", sizes, index=0 if spec in on_disk else min(1, len(sizes) - 1),
@@ -220,7 +221,7 @@ def run_panel(store, row: dict) -> None:
         head, button = st.columns([6, 1], vertical_alignment="center")
         what = f"{row['model']} on {ui.dataset_label(row['dataset'])}, {row['image_size']} px"
         title = row["name"] if row["name"] == what else f"{row['name']} · {what}"
-        head.markdown(f"{ui.STATUS_ICONS.get(status, '')} **{title}** · {ui.status_label(status)}")
+        head.markdown(f"{ui.STATUS_ICONS.get(status, '')} **{md_escape(title)}** · {ui.status_label(status)}")
         if status in ui.ACTIVE and button.button("Cancel", key=f"cancel-{run_id}", icon=":material/stop_circle:"):
             with ui.guard("cancelling the run"):
                 ui.runner().cancel(run_id, owner=ui.session_owner())
@@ -250,7 +251,7 @@ def run_panel(store, row: dict) -> None:
                 if run.best_checkpoint.is_file():  # a classical baseline keeps no model to classify with
                     run_link("classify", run_id, "Classify images with it", icon=":material/image_search:")
         elif status in ("failed", "interrupted"):
-            st.error(ui.sentence(meta.get("error") or f"The run is {status}."))
+            st.error(md_escape(ui.sentence(meta.get("error") or f"The run is {status}.")))
         elif status == "cancelled":
             st.info(f"Cancelled after epoch {meta.get('epochs_done') or meta.get('epoch') or 0}; "
                     "press Resume to continue it.")

@@ -1,7 +1,9 @@
 """Plotly figure builders for the pages: pure functions of plain data, no streamlit.
 
 Each takes lists, dicts or DataFrames (what the run store and core return) and gives back
-a ``plotly.graph_objects.Figure`` with readable titles and axis names.
+a ``plotly.graph_objects.Figure`` with readable titles and axis names. Plotly reads
+``<a href>``, ``<b>`` and ``<br>`` in labels, so every name a visitor chose (runs,
+classes) is passed through :func:`studio.safe_text.html_escape` here, in the builders.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from studio.safe_text import html_escape
+
 PALETTE = px.colors.qualitative.Safe
 SPLIT_COLOURS = {"train": "#0f766e", "val": "#f59e0b", "test": "#6366f1"}
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
@@ -21,7 +25,8 @@ _MARGIN = dict(l=10, r=10, t=50, b=10)
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int = 360) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=_MARGIN, legend_title_text="",
+    fig.update_layout(title=None if title is None else html_escape(title), height=height, margin=_MARGIN,
+                      legend_title_text="",
                       hovermode="closest", template="plotly_white")
     return fig
 
@@ -30,6 +35,7 @@ def class_balance(counts: pd.DataFrame) -> go.Figure:
     """Images per class and split (columns ``split``, ``class``, ``count``) as grouped bars."""
     df = counts.copy()
     df["split"] = df["split"].map(lambda s: SPLIT_NAMES.get(s, s))
+    df["class"] = df["class"].map(html_escape)
     fig = px.bar(df, x="class", y="count", color="split", barmode="group", text="count",
                  color_discrete_map={SPLIT_NAMES[k]: v for k, v in SPLIT_COLOURS.items()},
                  labels={"class": "class", "count": "images", "split": "split"})
@@ -73,7 +79,7 @@ def overlaid_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: s
         df = _epoch_frame(records)
         if metric not in df or df[metric].isna().all():
             continue
-        fig.add_trace(go.Scatter(x=df["epoch"], y=df[metric], mode="lines+markers", name=label,
+        fig.add_trace(go.Scatter(x=df["epoch"], y=df[metric], mode="lines+markers", name=html_escape(label),
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text=metric_label)
@@ -118,8 +124,8 @@ def probability_bars(class_names: Sequence[str], probs: Sequence[float], title: 
         s = np.asarray(spread, dtype=float)
         text = [f"{v:.0%} ± {e:.0%}" for v, e in zip(p, s)]
         error = dict(type="data", array=s, color="#334155", thickness=1.5, width=4)
-    fig = go.Figure(go.Bar(x=p, y=list(class_names), orientation="h", marker_color=colours, error_x=error,
-                           text=text, textposition="outside", cliponaxis=False))
+    fig = go.Figure(go.Bar(x=p, y=[html_escape(c) for c in class_names], orientation="h", marker_color=colours,
+                           error_x=error, text=text, textposition="outside", cliponaxis=False))
     fig.update_xaxes(range=[0, 1.12], tickformat=".0%", title_text="probability")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title, max(180, 40 + 34 * len(p)))
@@ -132,7 +138,8 @@ def roc_chart(curves: Sequence[Mapping[str, Any]]) -> go.Figure:
                              line=dict(color="#cbd5e1", dash="dot")))
     for i, c in enumerate(curves):
         auc = c.get("auc")
-        name = f"{c['label']} (AUC {auc:.3f})" if isinstance(auc, (int, float)) else c["label"]
+        label = html_escape(c["label"])
+        name = f"{label} (AUC {auc:.3f})" if isinstance(auc, (int, float)) else label
         fig.add_trace(go.Scatter(x=c["fpr"], y=c["tpr"], mode="lines", name=name,
                                  line=dict(color=PALETTE[i % len(PALETTE)], width=2)))
     fig.update_xaxes(title_text="false positive rate (1 - specificity)", range=[0, 1])
@@ -144,7 +151,7 @@ def roc_chart(curves: Sequence[Mapping[str, Any]]) -> go.Figure:
 def confusion_heatmap(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> go.Figure:
     """A confusion matrix (rows: true class, columns: predicted class) with counts in the cells."""
     m = np.asarray(matrix, dtype=float)
-    names = [str(c) for c in class_names]
+    names = [html_escape(c) for c in class_names]
     row_sums = m.sum(axis=1, keepdims=True)
     share = np.divide(m, row_sums, out=np.zeros_like(m), where=row_sums > 0)
     fig = go.Figure(go.Heatmap(z=share, x=names, y=names, colorscale="Teal", zmin=0, zmax=1,
@@ -157,6 +164,7 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], class_names: Sequence[str
 
 def per_class_f1(rows: pd.DataFrame) -> go.Figure:
     """Grouped bars of F1 per class (columns ``run``, ``class``, ``f1``)."""
+    rows = rows.assign(**{"class": rows["class"].map(html_escape), "run": rows["run"].map(html_escape)})
     fig = px.bar(rows, x="class", y="f1", color="run", barmode="group",
                  color_discrete_sequence=PALETTE, labels={"f1": "F1", "class": "class", "run": ""})
     fig.update_yaxes(range=[0, 1.05])
@@ -168,6 +176,8 @@ def scatter_runs(df: pd.DataFrame, x: str, y: str, x_label: str, y_label: str, l
                  highlight: Sequence[str] = ()) -> go.Figure:
     """One point per run (columns ``x``, ``y``, ``run``, ``model``); selected runs ringed."""
     data = df.dropna(subset=[x, y])
+    data = data.assign(run=data["run"].map(html_escape), model=data["model"].map(html_escape))
+    highlight = [html_escape(h) for h in highlight]
     fig = px.scatter(data, x=x, y=y, color="model", hover_name="run", log_x=log_x,
                      color_discrete_sequence=PALETTE, labels={x: x_label, y: y_label, "model": "model"})
     fig.update_traces(marker=dict(size=11, line=dict(width=1, color="white")))

@@ -24,6 +24,7 @@ import streamlit as st
 
 from core.errors import StudioError
 from core.paths import data_dir, runs_dir
+from studio.safe_text import md_escape
 
 log = logging.getLogger("studio")
 
@@ -173,7 +174,7 @@ def require_sign_in() -> None:
                     st.login()
             except Exception as exc:  # missing Authlib, a typo in secrets.toml
                 log.exception("sign-in failed")
-                st.error(f"Sign-in is set up but could not start ({plain(exc)}); "
+                st.error(f"Sign-in is set up but could not start ({md_escape(plain(exc))}); "
                          "the operator should check the [auth] settings and install streamlit[auth].",
                          icon=":material/error:")
     st.stop()
@@ -203,13 +204,15 @@ def sidebar() -> None:
             st.markdown(f"**Training now**  \n{running} running, {len(active) - running} waiting")
         user = signed_in_user()
         if user is not None:
-            st.markdown(f"**Signed in as**  \n{user}")
+            st.markdown(f"**Signed in as**  \n{md_escape(user)}")
             if st.button("Sign out", icon=":material/logout:", key="logout"):
                 st.logout()
-        shown = limits().describe()
-        if shown:
-            st.markdown("**Demo limits**  \n" + "  \n".join(f"- {p}" for p in shown))
-            return  # a shared server does not show its directories to visitors
+        lim = limits()
+        if lim.demo:  # a shared server does not show its directories to visitors
+            shown = lim.describe()
+            if shown:
+                st.markdown("**Demo limits**  \n" + "  \n".join(f"- {p}" for p in shown))
+            return
         st.markdown("**Runs are saved in**")
         st.code(str(runs_dir().resolve()), language=None, wrap_lines=True)
         st.markdown("**Datasets are read from**")
@@ -255,10 +258,11 @@ def guard(doing: str, todo: str = "reload the page and try again; if it keeps ha
     try:
         yield
     except StudioError as exc:
-        st.error(sentence(str(exc)), icon=":material/error:")
+        # Core's messages quote run, class and file names: shown as text, never as markup.
+        st.error(md_escape(sentence(str(exc))), icon=":material/error:")
     except Exception:
         log.exception("unexpected error while %s", doing)
-        st.error(f"Something went wrong while {doing}; {todo}.", icon=":material/error:")
+        st.error(md_escape(f"Something went wrong while {doing}; {todo}."), icon=":material/error:")
 
 
 # ------------------------------------------------------------------ formatting
