@@ -31,6 +31,12 @@ def now_iso() -> str:
     return utc_now()
 
 
+def _process_start_time() -> float:
+    import psutil
+
+    return psutil.Process().create_time()
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so a CPU run repeats exactly."""
     random.seed(seed)
@@ -86,8 +92,9 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     meta = run.meta()
-    store.update_meta(run.id, status="running", pid=os.getpid(), device=str(device),
-                      started=meta.get("started") or now_iso(), error=None)
+    # The pid with its start time: whoever opens the store tells a dead run from a reused pid by it.
+    store.update_meta(run.id, status="running", pid=os.getpid(), pid_created=_process_start_time(),
+                      device=str(device), started=meta.get("started") or now_iso(), error=None)
 
     data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.seed)
     if cfg.model in list_classical():
