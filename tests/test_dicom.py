@@ -234,13 +234,17 @@ def test_train_and_classify_dicom_without_leaking_patient_tags(dicom_folder, tmp
     out = tmp_path / "pred"
     series = make_dicom(tmp_path / "series.dcm", np.stack([_square(0, k == 1, np.random.default_rng(k))
                                                               for k in range(3)]))
+    packed = tmp_path / "absent.zip"  # DICOM inside a zip, without extension: found by the preamble
+    with zipfile.ZipFile(packed, "w") as zf:
+        zf.write(dicom_folder / "absent" / "IM0000", "absent/IM0000")
     predict = subprocess.run([sys.executable, "-m", "core", "predict", run_id, str(dicom_folder / "present"),
-                              str(series), "--out", str(out), "--runs-dir", str(runs)],
+                              str(series), str(packed), "--out", str(out), "--runs-dir", str(runs)],
                              cwd=REPO, capture_output=True, text=True, timeout=300)
     assert predict.returncode == 0, predict.stderr
     with open(out / "predictions.csv", newline="") as fh:
-        rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
-    assert len(rows) == 9 and all(r["error"] == "" and r["label"] in ("absent", "present") for r in rows.values())
+        rows = {(r["file"] if ".zip:" in r["file"] else Path(r["file"]).name): r for r in csv.DictReader(fh)}
+    assert len(rows) == 10 and all(r["error"] == "" and r["label"] in ("absent", "present") for r in rows.values())
+    assert rows["absent.zip:absent/IM0000"]["error"] == ""
     assert rows["series.dcm"]["note"] == "this DICOM file has 3 frames; frame 2 (the middle one) was used"
     # Nothing identifying anywhere: run files (checkpoints, logs, metrics, eval), outputs, messages.
     written = [p for p in list(runs.rglob("*")) + list(out.rglob("*")) if p.is_file()]

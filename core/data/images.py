@@ -174,8 +174,8 @@ def _read_pil(fp: BinaryIO, label: str, max_pixels: int, frame: int | None) -> D
         try:
             img.seek(index)
             _check_pixels(label, img, max_pixels)  # TIFF pages can differ in size
+            rawmode = rgb16_rawmode(img)  # first: reading a PNG's EXIF loads it, which clears the tile
             turn = orientation(img)
-            rawmode = rgb16_rawmode(img)
             if rawmode is not None:
                 out = Image.fromarray(stretch_to_uint8(read_rgb16(lambda: _reopen(fp, index), rawmode)), mode="RGB")
             else:
