@@ -202,7 +202,10 @@ def folder_tab() -> None:
         if too_big:
             st.warning(too_big, icon=":material/block:")
         else:
-            st.success(f"**{folder.name}** is ready: pick it on the Train page.")
+            st.success(f"**{md_escape(folder.name)}** is ready: pick it on the Train page.")
+        from studio.sides import mark_box
+
+        mark_box(folder, view["class_names"])  # left/right: stored with the dataset
         show_dataset(view)
 
 
