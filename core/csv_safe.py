@@ -51,9 +51,14 @@ def guard_frame(frame):
             return value
         return csv_cell(value)  # a path or a list is written as its text: guard that text
 
+    from pandas.api import types
+
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object or str(out[column].dtype) in ("string", "category"):
+        dtype = out[column].dtype
+        # Text lives in object, string ("str" in pandas 3) and category columns; numbers,
+        # booleans and time stamps are written as values and need no guard.
+        if not (types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype) or types.is_datetime64_any_dtype(dtype)):
             out[column] = out[column].astype(object).map(cell)
     out.columns = [csv_cell(c) if isinstance(c, str) else c for c in out.columns]
     return out
