@@ -168,7 +168,7 @@ def test_page_imports_an_altered_npz_as_own_data_and_keeps_it_selected(tmp_path)
     at.button(key="npz_own").click().run()
     assert not at.exception and not at.error, texts(at.error)
     confirm = texts(at.success)
-    assert "Imported breastmnist\\.npz as your own dataset" in confirm and "selected under “Your own images”" in confirm
+    assert "Imported breastmnist.npz as your own dataset" in confirm and "selected under “Your own images”" in confirm
     assert "Binary: each image is one of two classes (malignant, normal/benign)" in texts(at.info)
     folders = list((tmp_path / "data" / "uploads").glob("*/breastmnist-*"))
     assert len(folders) == 1 and (folders[0] / "dataset.npz").is_file()
