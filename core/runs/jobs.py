@@ -710,6 +710,8 @@ def is_worker_alive(pid: int, run: Run, created: float | None = None) -> bool:
 
 
 def _number(value: Any) -> float | None:
+    except (psutil.Error, OSError):  # pragma: no cover - anything else psutil raises: not provably alive
+        return False
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
