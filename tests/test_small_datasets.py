@@ -158,3 +158,54 @@ def test_cli_trains_on_the_smallest_folder_that_works(tmp_path):
     proc = _train(root, runs)
     assert proc.returncode == 0, proc.stderr
     assert "completed" in proc.stdout
+
+
+# --- class names too long for a file system (item 9) -------------------------------------------
+
+
+def _zip_with_class(name: str) -> bytes:
+    buf = io.BytesIO()
+    import zipfile
+
+    with zipfile.ZipFile(buf, "w") as zf:
+        for cls in (name, "normal"):
+            for i in range(5):
+                zf.writestr(f"scans/{cls}/{i}.png", _png(i))
+    return buf.getvalue()
+
+
+def test_a_300_character_class_name_is_refused_as_too_long(tmp_path):
+    from core.data import extract_zip
+
+    long_name = "x" * 300
+    (tmp_path / "long.zip").write_bytes(_zip_with_class(long_name))
+    want = ("long.zip has a file or folder name of 300 characters ('xxxxxxxxxxxxxxxxxxxxxxxx...'), more than the "
+            "255 bytes a file or folder name may have; shorten that name and zip the folder again")
+    with pytest.raises(DataError) as err:
+        extract_zip(tmp_path / "long.zip", tmp_path / "out")
+    assert str(err.value) == want and "clashes" not in str(err.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # refused before writing
+    with pytest.raises(DataError, match=r"^long.zip has a file or folder name of 300 characters"):
+        load_image_folder(tmp_path / "long.zip", size=8)
+    # Bytes count, not characters: 150 accented letters are 300 bytes in UTF-8.
+    (tmp_path / "accents.zip").write_bytes(_zip_with_class("é" * 150))
+    with pytest.raises(DataError, match=r"name of 150 characters \(300 bytes in UTF-8\)"):
+        extract_zip(tmp_path / "accents.zip", tmp_path / "out2")
+    (tmp_path / "ok.zip").write_bytes(_zip_with_class("y" * 255))  # exactly the limit works
+    assert load_image_folder(tmp_path / "ok.zip", size=8).class_names == ["normal", "y" * 255]
+
+
+def test_datasets_page_says_the_class_name_is_too_long():
+    from test_pages import open_page
+
+    at = open_page("datasets")
+    try:
+        at.file_uploader[1].set_value(("scans.zip", _zip_with_class("z" * 300), "application/zip")).run()
+        assert not at.exception
+        errors = "\n".join(str(e.value) for e in at.error)
+        assert "more than the 255 bytes a file or folder name may have; shorten that name" in errors
+        assert "clashes" not in errors and "Traceback" not in errors
+    finally:
+        from studio import ui
+
+        ui._runner(ui._root()).stop()
