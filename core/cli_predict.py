@@ -244,7 +244,7 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 
 def _count_inputs(paths: Iterable[str]) -> int | None:
-    """About how many files :func:`core.inference.iter_image_files` will yield (for the bar)."""
+    """About how many files :func:`core.data.inputs.iter_image_sources` will yield (for the bar)."""
     import zipfile
 
     from core.data.safe_zip import is_ignored
