@@ -101,8 +101,12 @@ def cmd_predict(args) -> int:
 
     rows: list[list[Any]] = []
     n_overlays = 0
-    total = _count_inputs(args.paths)
-    with tqdm(total=total, unit="image", file=sys.stderr, dynamic_ncols=True, desc="predict") as bar:
+    from core.data.inputs import count_image_sources
+
+    total = count_image_sources(args.paths)
+    # A bar only in a terminal: piped into a log, its carriage-return frames are noise.
+    with tqdm(total=total, unit="image", file=sys.stderr, dynamic_ncols=True, desc="predict",
+              disable=not sys.stderr.isatty()) as bar:
         for chunk in _chunks(_read_inputs(args.paths, lm, args), BATCH):
             rows_chunk, written = _predict_chunk(lm, chunk, len(rows), out, args)
             rows += rows_chunk
@@ -241,30 +245,6 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _count_inputs(paths: Iterable[str]) -> int | None:
-    """About how many files :func:`core.data.inputs.iter_image_sources` will yield (for the bar)."""
-    import zipfile
-
-    from core.data.safe_zip import is_ignored
-
-    n = 0
-    try:
-        for p in map(Path, paths):
-            if p.is_dir():
-                n += sum(1 for x in p.rglob("*") if x.is_file() and not x.name.startswith("."))
-            elif p.suffix.lower() == ".zip" and p.is_file():
-                try:
-                    with zipfile.ZipFile(p) as zf:
-                        n += sum(1 for i in zf.infolist() if not i.is_dir() and not is_ignored(i.filename)) or 1
-                except (zipfile.BadZipFile, OSError):
-                    n += 1
-            else:
-                n += 1
-    except OSError:
-        return None
-    return n
 
 
 def _mkdir(path: Path) -> None:
