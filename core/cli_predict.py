@@ -104,9 +104,7 @@ def cmd_predict(args) -> int:
     from core.data.inputs import count_image_sources
 
     total = count_image_sources(args.paths)
-    # A bar only in a terminal: piped into a log, its carriage-return frames are noise.
-    with tqdm(total=total, unit="image", file=sys.stderr, dynamic_ncols=True, desc="predict",
-              disable=not sys.stderr.isatty()) as bar:
+    with tqdm(total=total, unit="image", file=sys.stderr, dynamic_ncols=True, desc="predict") as bar:
         for chunk in _chunks(_read_inputs(args.paths, lm, args), BATCH):
             rows_chunk, written = _predict_chunk(lm, chunk, len(rows), out, args)
             rows += rows_chunk
