@@ -198,6 +198,8 @@ def sidebar() -> None:
                            "check that the runs directory exists and can be written, then reload the page"):
         runner()  # started with the first page shown, so runs queued before a restart get going
         st.markdown(f"**Device**  \n{device_label()}")
+        st.markdown("**Runs train on**")
+        st.text(executor_label())
         active = store().list_runs(status=list(ACTIVE))
         if active:
             running = sum(r["status"] == "running" for r in active)
@@ -217,6 +219,14 @@ def sidebar() -> None:
         st.code(str(runs_dir().resolve()), language=None, wrap_lines=True)
         st.markdown("**Datasets are read from**")
         st.code(str(data_dir().resolve()), language=None, wrap_lines=True)
+
+
+def executor_label() -> str:
+    """Where runs train: this machine, or the Ray cluster (with its address and size outside the demo)."""
+    executor = runner().executor
+    if getattr(executor, "name", None) != "ray":
+        return "this machine (one worker process per run)"
+    return "a Ray cluster" if demo_mode() else executor.describe()
 
 
 def page_link(name: str, label: str, icon: str | None = None) -> None:

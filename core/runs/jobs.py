@@ -622,6 +622,10 @@ class JobRunner:
             if handle is not None:
                 self._jobs[run_id] = _Job(handle, None)
                 return "alive", meta
+            # No actor of that name: gone, on whichever node it ran (unless being launched now).
+            launched = _parse_time(meta.get("launched"))
+            fresh = launched is not None and time.time() - launched < LAUNCH_GRACE_S
+            return ("alive" if fresh and not isinstance(meta.get("pid"), int) else "dead"), meta
         if meta.get("host") not in (None, HOST):
             return "elsewhere", meta
         pid = meta.get("pid")
@@ -706,12 +710,12 @@ def is_worker_alive(pid: int, run: Run, created: float | None = None) -> bool:
         return False
     except psutil.AccessDenied:  # pragma: no cover - it exists but we may not look
         return True
+    except (psutil.Error, OSError):  # pragma: no cover - anything else psutil raises: not provably alive
+        return False
     return any(run.id in arg for arg in cmdline)  # our workers get the run dir as argument
 
 
 def _number(value: Any) -> float | None:
-    except (psutil.Error, OSError):  # pragma: no cover - anything else psutil raises: not provably alive
-        return False
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 

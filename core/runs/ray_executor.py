@@ -189,7 +189,11 @@ class RayExecutor:
     # -- the cluster ---------------------------------------------------------------------------
     def describe(self) -> str:
         """One line for the sidebar: where runs train and how big the cluster is."""
-        cpus, gpus, nodes = self._size()
+        try:
+            cpus, gpus, nodes = self._size()
+        except Exception as exc:  # the cluster went away after we connected
+            logger.warning("the Ray cluster at %s does not answer: %s", self.address, exc)
+            return f"Ray cluster at {self.address} (not answering now)"
         return (f"Ray cluster at {self.address}: {nodes} node{'s' if nodes != 1 else ''}, "
                 f"{cpus:g} CPUs, {gpus:g} GPUs")
 
@@ -311,9 +315,8 @@ class RayExecutor:
             self.kill(handle)
             return
         ray = self._ray
-        if node == ray.get_runtime_context().get_node_id():
-            _send_signal(pid, signal.SIGTERM)
-            return
+        # The pid is only meaningful on the worker's node: a zero-CPU task there sends it
+        # (one path whether that node is this machine or another).
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         global _remote_signal
