@@ -60,8 +60,9 @@ def train_one(flag: str, model: str, size: int, recipe: str, seed: int, minutes:
     meta, ev = run.meta(), run.eval() or {}
     if meta.get("status") != "completed":
         raise SystemExit(f"seed {seed}: run {run.id} ended {meta.get('status')}: {meta.get('error')}")
+    plan = meta.get("batch_plan") or {}
     return {"seed": seed, "run": run.id, "epochs": meta.get("epochs_done"), "best_epoch": meta.get("best_epoch"),
-            "seconds": float(meta.get("train_seconds") or 0.0),
+            "seconds": float(meta.get("train_seconds") or 0.0), "batch": plan.get("batch_size", cfg.batch_size),
             "val_acc": ev["val"]["acc"], "val_auc": ev["val"]["auc"],
             "acc": ev["test"]["acc"], "auc": ev["test"]["auc"]}
 

@@ -69,20 +69,10 @@ def write_folder_from_npz(npz: Path, root: Path, per_class: int = PER_CLASS, see
 
 
 def _one(dataset: str, model: str, epochs: int, seed: int, data_dir: str | None, runs_dir: str) -> dict:
-    from core.runs import RunStore
-    from core.train import build_params, make_config, run_training, validate
+    """One default-recipe run on an epoch budget (no time limit), through the accuracy bench's runner."""
+    from bench.accuracy import train_one
 
-    cfg = validate(make_config(dataset, model, "default", epochs=epochs, seed=seed, data_dir=data_dir,
-                               device="cpu"))
-    store = RunStore(runs_dir)
-    run = store.create_run(build_params(cfg), name=f"bench short seed {seed}")
-    run_training(run, store)
-    meta, ev = run.meta(), run.eval() or {}
-    if meta.get("status") != "completed":
-        raise SystemExit(f"seed {seed}: run {run.id} ended {meta.get('status')}: {meta.get('error')}")
-    plan = meta.get("batch_plan") or {}
-    return {"seed": seed, "batch": plan.get("batch_size", cfg.batch_size), "seconds": meta.get("train_seconds"),
-            "acc": ev["test"]["acc"], "auc": ev["test"]["auc"]}
+    return train_one(dataset, model, 28, "default", seed, 0.0, epochs, data_dir, runs_dir)
 
 
 def _case(title: str, dataset: str, args, epochs: int, metric: str, target: float, runs_dir: str) -> bool:
