@@ -13,8 +13,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 
 from core.errors import StudioError
-
-TASKS = ("binary", "multi-class", "multi-label", "ordinal")
+from core.vocab import TASKS
 
 # Temperature search range. Below 0.01 or above 100 the fitted value only means the
 # validation set is tiny or perfectly separated; clamping keeps the result usable.

@@ -30,16 +30,8 @@ from torch import nn
 from core.calibration import reliability_diagram
 from core.errors import StudioError
 from core.uncertainty import per_class_uncertainty, predictive_entropy
-
-TASKS = ("binary", "multi-class", "multi-label", "ordinal")
-
-# medmnist's names for our tasks, for its getACC/getAUC.
-_MEDMNIST_TASK = {
-    "binary": "binary-class",
-    "multi-class": "multi-class",
-    "ordinal": "ordinal-regression",
-    "multi-label": "multi-label, binary-class",
-}
+from core.vocab import TASK_TO_MEDMNIST as _MEDMNIST_TASK
+from core.vocab import TASKS
 
 # Each ROC curve is cut to at most this many points so that eval.json stays small; 200
 # points are more than a plot can show and the AUC is computed from the full curve.

@@ -154,7 +154,7 @@ def _positive_int(name: str, raw: str) -> int:
 
 
 def _sizes(name: str, raw: str) -> tuple[int, ...]:
-    from core.train.config import IMAGE_SIZES
+    from core.vocab import IMAGE_SIZES
 
     try:
         sizes = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))

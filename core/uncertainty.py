@@ -15,8 +15,7 @@ from scipy.special import entr
 from torch import nn
 
 from core.errors import StudioError
-
-TASKS = ("binary", "multi-class", "multi-label", "ordinal")
+from core.vocab import TASKS
 
 # Thresholds of confidence_level(). "High" needs both a dominant class and little mass
 # spread over the others; "low" needs only one warning sign, because a person should be told

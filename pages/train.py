@@ -22,7 +22,7 @@ SCHEDULE_LABELS = {"none": "constant", "step": "step decay", "multistep": "decay
 
 # ---------------------------------------------------------------------------- choosing
 def pick_data():
-    from core.train.config import IMAGE_SIZES
+    from core.vocab import IMAGE_SIZES
 
     on_disk = ui.medmnist_on_disk()
     options = list(on_disk) + [str(p) for p in ui.list_uploads(ui.session_owner())]

@@ -17,18 +17,9 @@ import torch
 
 from core.data.ondisk import DiskImages
 from core.errors import DataError
+from core.vocab import MEDMNIST_TASKS, SPLITS, TASKS  # noqa: F401 - re-exported for the sources
 
-SPLITS = ("train", "val", "test")
-TASKS = ("binary", "multi-class", "multi-label", "ordinal")
 SOURCES = ("medmnist", "folder", "npz")
-
-# medmnist.INFO[flag]["task"] -> our task name.
-MEDMNIST_TASKS = {
-    "binary-class": "binary",
-    "multi-class": "multi-class",
-    "multi-label, binary-class": "multi-label",
-    "ordinal-regression": "ordinal",
-}
 
 
 @dataclass

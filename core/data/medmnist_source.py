@@ -24,8 +24,9 @@ from core.data.dataset import MEDMNIST_TASKS, SPLITS, ImageDataset, ImportReport
 from core.data.npy_cache import images_on_disk, memmap_threshold, npz_headers
 from core.errors import DataError
 from core.paths import data_dir as resolve_data_dir
+from core.vocab import IMAGE_SIZES
 
-MEDMNIST_SIZES = (28, 64, 128, 224)
+MEDMNIST_SIZES = IMAGE_SIZES  # MedMNIST ships every size the studio offers
 
 _FLAGS_2D = (
     "pathmnist",

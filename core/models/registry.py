@@ -19,9 +19,7 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError, StudioError
-
-#: The input sizes the studio offers (MedMNIST ships 28, 64, 128 and 224 px).
-IMAGE_SIZES: tuple[int, ...] = (28, 64, 128, 224)
+from core.vocab import IMAGE_SIZES  # the input sizes the studio offers (MedMNIST's)
 
 #: Channel statistics of ImageNet, which the torchvision and timm weights were trained on.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

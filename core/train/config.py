@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError
+from core.vocab import IMAGE_SIZES
 
 if TYPE_CHECKING:
     from core.limits import Limits
@@ -24,7 +25,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # auto: mixed precision on CUDA (bf16, or fp16 with loss scaling), full fp32 elsewhere;
 # bf16: also on a CPU with native bf16 units (AMX / AVX-512 BF16), where it trains faster.
 PRECISIONS = ("auto", "fp32", "bf16")
-IMAGE_SIZES = (28, 64, 128, 224)
 
 # Caps that keep a mistyped value from starting a week-long job; the demo mode lowers them
 # further (core.limits).

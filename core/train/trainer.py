@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from core.errors import StudioError
+from core.vocab import TASK_TO_MEDMNIST
 from core.train import distributed
 from core.train.callbacks import Callback
 from core.train.config import TrainConfig
@@ -114,7 +115,7 @@ def quick_metrics(scores: np.ndarray, labels: np.ndarray, task: str) -> dict[str
     """ACC and AUC with MedMNIST's semantics, for per-epoch curves (NaN when undefined)."""
     from medmnist.evaluator import getACC, getAUC
 
-    mtask = {"binary": "binary-class", "multi-label": "multi-label, binary-class"}.get(task, "multi-class")
+    mtask = TASK_TO_MEDMNIST[task]  # ordinal and multi-class score alike in medmnist
     out = {}
     try:
         out["acc"] = float(getACC(labels, scores, mtask))
