@@ -1,4 +1,4 @@
-"""``python -m core``: see :mod:`core.cli`."""
+"""``python -m core``: the command line; see :mod:`core.cli`."""
 
 import sys
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from core.cli import main
-from core.cli_predict import safe_stem
+from core.cli.predict import safe_stem
 from helpers_runs import CLASS_NAMES, make_run, square_images
 
 HEADER = ["file", "label", "p_absent", "p_present", "entropy", "confidence", "fit", "note", "error"]
@@ -165,12 +165,12 @@ def test_parser_choices_match_the_engine():
     import subprocess
     import sys
 
-    from core import cli_predict
+    from core.cli import export as cli_export, predict as cli_predict
     from core.explain import list_methods
     from core.export import FORMATS
 
     assert list(cli_predict.EXPLAIN_METHODS) == list_methods()
-    assert tuple(cli_predict.EXPORT_FORMATS) == FORMATS
+    assert tuple(cli_export.EXPORT_FORMATS) == FORMATS
     # Building the parser (done for every command) must not pay for importing torch.
     code = "import sys; from core.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -179,7 +179,7 @@ def test_parser_choices_match_the_engine():
 
 
 def test_csv_cells_are_never_formulas():
-    from core.cli_predict import csv_cell
+    from core.cli.predict import csv_cell
 
     assert csv_cell("=HYPERLINK(1).png") == "'=HYPERLINK(1).png"
     assert csv_cell("@x") == "'@x" and csv_cell("-1+2") == "'-1+2"

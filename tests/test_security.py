@@ -47,10 +47,10 @@ def test_csv_guard_quotes_text_formulas_and_keeps_numbers():
 
 
 def test_predict_cli_and_pages_share_one_guard():
-    import core.cli_predict
+    import core.cli.predict
     import core.csv_safe
 
-    assert core.cli_predict.csv_cell is core.csv_safe.csv_cell
+    assert core.cli.predict.csv_cell is core.csv_safe.csv_cell
 
 
 # ---------------------------------------------------------------------------- signals

@@ -1,9 +1,7 @@
-"""``python -m core predict`` and ``python -m core export``.
+"""``python -m core predict``: label image files, folders and zips with a trained run.
 
-``predict`` labels every image file, folder and zip it is given and writes one CSV row per
-file; a file that cannot be read gets a row with the reason instead of stopping the batch.
-``export`` writes an ONNX or TorchScript file and a model card after checking the export
-against PyTorch (see :mod:`core.export`).
+It writes one CSV row per file; a file that cannot be read gets a row with the reason
+instead of stopping the batch.
 """
 
 from __future__ import annotations
@@ -15,16 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from core.cli.common import add_dirs, open_store
 from core.csv_safe import csv_cell
 from core.errors import StudioError
 
 # The parser is built for every command (``python -m core runs`` too), so it must not import
-# torch: these mirror core.explain.list_methods() and core.export.FORMATS (a test checks).
+# torch: this mirrors core.explain.list_methods() (a test checks).
 EXPLAIN_METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "saliency", "occlusion")
-EXPORT_FORMATS = {
-    "onnx": "model.onnx, for onnxruntime (Python, C++, C#, Java, the browser)",
-    "torchscript": "model.pt, for torch.jit.load in Python or libtorch (C++)",
-}
 
 #: Images decoded, predicted and explained together; bounds memory for big folders.
 BATCH = 64
@@ -33,15 +28,8 @@ BATCH = 64
 MAX_OVERLAY_SIDE = 1024
 
 
-def add_predict_commands(sub, dirs) -> None:
-    """Add ``predict`` and ``export`` to the command line.
-
-    Args:
-        sub: the ``add_subparsers`` object of :func:`core.cli.build_parser`.
-        dirs: its helper that adds ``--runs-dir`` (and ``--data-dir``).
-    """
-    from core.cli import register
-
+def add_commands(sub) -> None:
+    """Add ``predict`` to the subparsers ``sub`` of :func:`core.cli.build_parser`."""
     p = sub.add_parser("predict", help="label image files, folders or zips with a trained run")
     p.add_argument("run_id", help="the run whose best model to use (python -m core runs)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or .zip files")
@@ -53,17 +41,8 @@ def add_predict_commands(sub, dirs) -> None:
     p.add_argument("--frame", type=int, metavar="N",
                    help="frame (page) N, from 1, of multi-frame DICOM, TIFF or GIF files "
                         "(default: the middle frame of a DICOM series, the first page of a TIFF)")
-    dirs(p, data=False)
-
-    e = sub.add_parser("export", help="export a run's model to ONNX or TorchScript with a model card")
-    e.add_argument("run_id", help="the run whose best model to export (python -m core runs)")
-    e.add_argument("--format", required=True, choices=tuple(EXPORT_FORMATS), dest="fmt",
-                   help="; ".join(f"{k}: {v}" for k, v in EXPORT_FORMATS.items()))
-    e.add_argument("--out", metavar="DIR", help="output folder (default ./export-RUN_ID)")
-    dirs(e)
-
-    register("predict", cmd_predict)
-    register("export", cmd_export)
+    add_dirs(p, data=False)
+    p.set_defaults(func=cmd_predict)
 
 
 # --------------------------------------------------------------------------- predict
@@ -87,10 +66,8 @@ def cmd_predict(args) -> int:
     from tqdm import tqdm
 
     from core.inference import load_run_model
-    from core.runs import RunStore
 
-    store = RunStore(getattr(args, "runs_dir", None))
-    run = store.get(args.run_id)
+    run = open_store(args).get(args.run_id)
     lm = load_run_model(run)
     if args.tta and not lm.mirror:
         print(f"no mirror averaging: {lm.mirror_reason}", file=sys.stderr)
@@ -250,18 +227,3 @@ def _mkdir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StudioError(f"cannot create the output folder {path} ({exc.strerror or exc}); pick another --out.") from exc
-
-
-# --------------------------------------------------------------------------- export
-def cmd_export(args) -> int:
-    """Export a run's best model and write its model card."""
-    from core.export import export_run
-    from core.runs import RunStore
-
-    store = RunStore(getattr(args, "runs_dir", None))
-    run = store.get(args.run_id)
-    out = Path(args.out or f"export-{run.id}").expanduser()
-    result = export_run(run, args.fmt, out, data_dir=getattr(args, "data_dir", None))
-    print(f"exported run {run.id} to {result['model']} (checked on {result['check_source']}: "
-          f"max |difference| {result['max_abs_diff']:.2e}); model card in {result['model_card']}")
-    return 0

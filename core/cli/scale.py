@@ -5,7 +5,7 @@
   it here until it ends; Ctrl-C stops following, not the run.
 - ``--processes N`` trains one model on N local processes (DDP; ``params["processes"]``).
 - ``torchrun --nproc_per_node N -m core train ...``: rank 0 makes the run and trains it,
-  the other ranks follow it (:mod:`core.train.distributed`); ``resume`` works the same way.
+  the other ranks follow it (:mod:`core.runs.ddp_launcher`); ``resume`` works the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any, Callable
 
+from core.cli.common import report_end
 from core.errors import StudioError
 
 Foreground = Callable[..., int]
@@ -111,8 +112,6 @@ def follow(runner, run, interval: float = 1.0) -> int:
         print(f"stopped following run {run.id}; it keeps training on the cluster "
               f"(`python -m core cancel {run.id}` stops it)")
         return 130
-    from core.cli import report_end
-
     return report_end(run)
 
 
@@ -121,6 +120,7 @@ def train_torchrun(store, params: dict[str, Any], name: str | None, world: tuple
     """One rank of ``torchrun ... -m core train``: rank 0 makes and trains the run, the others follow."""
     import torch.distributed as dist
 
+    from core.runs.ddp_launcher import follow
     from core.train import distributed
 
     rank, size, local = world
@@ -130,7 +130,7 @@ def train_torchrun(store, params: dict[str, Any], name: str | None, world: tuple
         dist.broadcast_object_list(box, src=0, device=group._comm_device())
         run = store.get(box[0])
         if rank != 0:
-            distributed.follow(run, store)
+            follow(run, store)
             return 0
         announce(run)
         group.run, group.store = run, store
@@ -141,13 +141,14 @@ def train_torchrun(store, params: dict[str, Any], name: str | None, world: tuple
 
 def resume_torchrun(store, run, world: tuple[int, int, int], foreground: Foreground) -> int:
     """One rank of ``torchrun ... -m core resume RUN_ID``."""
+    from core.runs.ddp_launcher import follow
     from core.train import distributed
 
     rank, size, local = world
     group = distributed.start_group(rank, size, local, run.params()["config"].get("device", "auto"))
     try:
         if rank != 0:
-            distributed.follow(run, store)
+            follow(run, store)
             return 0
         group.run, group.store = run, store
         return foreground(run, store, requeue=True)
