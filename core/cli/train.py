@@ -6,7 +6,7 @@ starts), or hand the run to Ray or torchrun (:mod:`core.cli.scale`).
 
 from __future__ import annotations
 
-from core.cli import scale
+import core.cli.scale as scale
 from core.cli.common import add_dirs, number, open_store, positive_int, report_end
 from core.errors import StudioError
 
