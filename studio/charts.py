@@ -22,13 +22,65 @@ PALETTE = px.colors.qualitative.Safe
 SPLIT_COLOURS = {"train": "#0f766e", "val": "#f59e0b", "test": "#6366f1"}
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 _MARGIN = dict(l=10, r=10, t=50, b=10)
+# Plotly's toolbar (modebar) floats over the top-right ~30 px of a chart: titles start at
+# the left and sit below it, and subplot titles get a top margin that clears it.
+TOP_WITH_TITLE = 64
+TOP_WITH_SUBPLOT_TITLES = 72
+CHAR_PX = 7  # width of one tick-label character, to decide when labels must turn
+MIN_POINTS = 2  # a line chart of one point is a dot on a made-up axis; wait for the second
 
 
-def _layout(fig: go.Figure, title: str | None = None, height: int = 360) -> go.Figure:
-    fig.update_layout(title=None if title is None else html_escape(title), height=height, margin=_MARGIN,
-                      legend_title_text="",
+def _layout(fig: go.Figure, title: str | None = None, height: int = 360, top: int | None = None) -> go.Figure:
+    margin = dict(_MARGIN, t=top or (TOP_WITH_TITLE if title else _MARGIN["t"]))
+    fig.update_layout(title=None if title is None else dict(text=html_escape(title), x=0, xanchor="left",
+                                                            xref="container", y=1, yanchor="top",
+                                                            yref="container", pad=dict(t=10, l=10)),
+                      height=height, margin=margin, legend_title_text="",
                       hovermode="closest", template="plotly_white")
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
+
+
+def _legend_above(fig: go.Figure) -> None:
+    """A legend between the title and the plot, clear of the tick labels below (which may
+    be turned and long) and of the toolbar (the title's margin holds both)."""
+    fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
+
+
+def value_range(values: Iterable[Any], from_zero: bool = True, pad: float = 0.08) -> list[float] | None:
+    """An axis range that holds the finite values with a little room: from 0 (losses,
+    learning rates) or from just under the smallest; None when there is no finite value.
+
+    A single value gets room around it in proportion to its size, not Plotly's fixed
+    ±0.75 (which turned one learning rate into an axis from -0.655 to 0.845).
+    """
+    v = np.asarray([x for x in values if isinstance(x, (int, float)) and np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return None
+    lo, hi = (min(0.0, float(v.min())) if from_zero else float(v.min())), float(v.max())
+    span = hi - lo if hi > lo else (abs(hi) or 1.0)
+    return [lo if from_zero else lo - pad * span, hi + pad * span]
+
+
+def tick_angle(labels: Sequence[Any], width_px: int = 420) -> int:
+    """0 when the category labels fit side by side in ``width_px``, else -45, or -90 when
+    the categories are too close even for slanted labels."""
+    labels = [str(x) for x in labels]
+    if not labels:
+        return 0
+    slot = width_px / len(labels)
+    if max(len(x) for x in labels) * CHAR_PX <= slot * 0.9:
+        return 0
+    return -45 if slot >= 22 else -90
+
+
+def _epoch_axis(fig: go.Figure, epochs: Sequence[Any], **where: Any) -> None:
+    """Whole epochs on the x axis, from just before the first to just after the last
+    (at least two epochs wide, so the first epoch's point is not alone at an edge)."""
+    last = max([int(e) for e in epochs] or [1])
+    fig.update_xaxes(title_text="epoch", range=[0.5, max(last, 2) + 0.5], dtick=1 if last <= 12 else None,
+                     **where)
 
 
 def class_balance(counts: pd.DataFrame) -> go.Figure:
@@ -40,7 +92,9 @@ def class_balance(counts: pd.DataFrame) -> go.Figure:
                  color_discrete_map={SPLIT_NAMES[k]: v for k, v in SPLIT_COLOURS.items()},
                  labels={"class": "class", "count": "images", "split": "split"})
     fig.update_traces(textposition="outside", cliponaxis=False)
-    return _layout(fig, "Images per class in each split")
+    fig.update_xaxes(tickangle=tick_angle(df["class"].unique(), 700))
+    _legend_above(fig)
+    return _layout(fig, "Images per class in each split", top=96)
 
 
 def _epoch_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -61,15 +115,19 @@ def learning_curves(epochs: Sequence[Mapping[str, Any]], height: int = 300) -> g
     fig = make_subplots(rows=1, cols=3, subplot_titles=("Loss (lower is better)", "Accuracy", "AUC"),
                         horizontal_spacing=0.07)
     for col, metric in enumerate(("loss", "acc", "auc"), start=1):
+        drawn = []
         for split, dash in (("train", "solid"), ("val", "dash")):
             key = f"{split}_{metric}"
             if key not in df or df[key].isna().all():
                 continue
+            drawn += df[key].tolist()
             fig.add_trace(go.Scatter(x=df["epoch"], y=df[key], mode="lines+markers", name=SPLIT_NAMES[split],
                                      legendgroup=split, showlegend=col == 1,
                                      line=dict(color=SPLIT_COLOURS[split], dash=dash)), row=1, col=col)
-        fig.update_xaxes(title_text="epoch", row=1, col=col, rangemode="tozero")
-    return _layout(fig, None, height)
+        _epoch_axis(fig, df["epoch"].tolist(), row=1, col=col)
+        # Scores live in [0, 1]; a loss starts at 0: fixed ranges, so one epoch draws sensibly.
+        fig.update_yaxes(range=value_range(drawn) if metric == "loss" else [0, 1.02], row=1, col=col)
+    return _layout(fig, None, height, top=TOP_WITH_SUBPLOT_TITLES)
 
 
 def overlaid_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: str, metric_label: str) -> go.Figure:
@@ -81,27 +139,40 @@ def overlaid_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: s
             continue
         fig.add_trace(go.Scatter(x=df["epoch"], y=df[metric], mode="lines+markers", name=html_escape(label),
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text=metric_label)
+    _epoch_axis(fig, [e for t in fig.data for e in t.x])
+    values = [v for t in fig.data for v in t.y]
+    fig.update_yaxes(title_text=metric_label,
+                     range=value_range(values) if "loss" in metric else [0, 1.02])
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2))
     return _layout(fig, f"{metric_label} per epoch", 400)
 
 
+def enough_steps(steps: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the step chart has a line to draw yet (:data:`MIN_POINTS` logged steps)."""
+    return sum(1 for s in steps if s.get("kind", "step") == "step" and "step" in s) >= MIN_POINTS
+
+
 def step_curves(steps: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Training loss and learning rate per logged step (live feedback inside an epoch)."""
+    """Training loss (top) and learning rate (bottom) per logged step, each on its own axis
+    with a range from 0 that fits its values (live feedback inside an epoch)."""
     df = pd.DataFrame([s for s in steps if s.get("kind", "step") == "step"])
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, row_heights=[0.62, 0.38],
+                        subplot_titles=("Training loss", "Learning rate"))
     if not df.empty and "step" in df:
         if "loss" in df:
-            fig.add_trace(go.Scatter(x=df["step"], y=df["loss"], mode="lines", name="training loss",
-                                     line=dict(color=SPLIT_COLOURS["train"])), secondary_y=False)
+            fig.add_trace(go.Scatter(x=df["step"], y=df["loss"], mode="lines+markers" if len(df) < 20 else "lines",
+                                     name="training loss", line=dict(color=SPLIT_COLOURS["train"])), row=1, col=1)
+            fig.update_yaxes(range=value_range(df["loss"].tolist()), row=1, col=1)
         if "lr" in df:
             fig.add_trace(go.Scatter(x=df["step"], y=df["lr"], mode="lines", name="learning rate",
-                                     line=dict(color="#94a3b8", dash="dot")), secondary_y=True)
-    fig.update_xaxes(title_text="training step")
-    fig.update_yaxes(title_text="loss", secondary_y=False)
-    fig.update_yaxes(title_text="learning rate", exponentformat="e", secondary_y=True, showgrid=False)
-    return _layout(fig, "Every logged step", 280)
+                                     line=dict(color="#64748b", dash="dot")), row=2, col=1)
+            fig.update_yaxes(range=value_range(df["lr"].tolist()), row=2, col=1)
+        fig.update_xaxes(range=value_range(df["step"].tolist(), from_zero=False, pad=0.02))
+    fig.update_xaxes(title_text="training step", row=2, col=1)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="rate", exponentformat="e", row=2, col=1)
+    fig.update_layout(showlegend=False)
+    return _layout(fig, None, 340, top=TOP_WITH_SUBPLOT_TITLES)
 
 
 def probability_bars(class_names: Sequence[str], probs: Sequence[float], title: str | None = None,
@@ -148,6 +219,31 @@ def roc_chart(curves: Sequence[Mapping[str, Any]]) -> go.Figure:
     return _layout(fig, "ROC curves on the test split", 460)
 
 
+def roc_default_class(curves_by_run: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[list[str], int]:
+    """The classes the ROC picker offers and the one it starts on.
+
+    It starts on a class that every run has a curve for (the positive class of a binary
+    task where all runs are binary), so the first chart never leaves a selected run out.
+
+    Args:
+        curves_by_run: run label -> its ``eval.json`` ROC items (``class``, ``fpr``, ...).
+
+    Returns:
+        ``(classes, index of the default)``; classes in first-seen order, empty when none.
+    """
+    classes = list(dict.fromkeys(c["class"] for curves in curves_by_run.values() for c in curves))
+    if not classes:
+        return [], 0
+    drawn = [{c["class"] for c in curves if c.get("fpr")} for curves in curves_by_run.values()]
+    common = [c for c in classes if all(c in d for d in drawn)] if drawn else []
+    binary = all(len(curves) == 2 for curves in curves_by_run.values())
+    if binary:
+        positives = [curves[1]["class"] for curves in curves_by_run.values()]
+        if len(set(positives)) == 1 and positives[0] in common:
+            return classes, classes.index(positives[0])
+    return classes, classes.index(common[0]) if common else 0
+
+
 def confusion_heatmap(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> go.Figure:
     """A confusion matrix (rows: true class, columns: predicted class) with counts in the cells."""
     m = np.asarray(matrix, dtype=float)
@@ -157,7 +253,7 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], class_names: Sequence[str
     fig = go.Figure(go.Heatmap(z=share, x=names, y=names, colorscale="Teal", zmin=0, zmax=1,
                                text=m.astype(int), texttemplate="%{text}", showscale=False,
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>"))
-    fig.update_xaxes(title_text="predicted", side="bottom", tickangle=-30)
+    fig.update_xaxes(title_text="predicted", side="bottom", tickangle=tick_angle(names))
     fig.update_yaxes(title_text="true", autorange="reversed")
     return _layout(fig, title, 260 + 22 * len(names))
 
@@ -168,8 +264,9 @@ def per_class_f1(rows: pd.DataFrame) -> go.Figure:
     fig = px.bar(rows, x="class", y="f1", color="run", barmode="group",
                  color_discrete_sequence=PALETTE, labels={"f1": "F1", "class": "class", "run": ""})
     fig.update_yaxes(range=[0, 1.05])
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25))
-    return _layout(fig, "F1 per class on the test split", 400)
+    fig.update_xaxes(tickangle=tick_angle(rows["class"].unique(), 900))
+    _legend_above(fig)
+    return _layout(fig, "F1 per class on the test split", 420, top=110)
 
 
 def scatter_runs(df: pd.DataFrame, x: str, y: str, x_label: str, y_label: str, log_x: bool = False,
