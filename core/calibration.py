@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_softmax, softmax
+from scipy.special import log_softmax
 
 from core.errors import StudioError
+from core.forward import scores_from_logits
 from core.vocab import TASKS
 
 # Temperature search range. Below 0.01 or above 100 the fitted value only means the
@@ -192,9 +193,7 @@ def apply_temperature(logits, T: float, task: str) -> np.ndarray:
     z = _to_numpy(logits).astype(np.float64)
     if z.ndim != 2:
         raise StudioError(f"Logits must be a 2-D array (samples, classes), got shape {z.shape}.")
-    if task == "multi-label":
-        return expit(z / T)
-    return softmax(z / T, axis=1)
+    return scores_from_logits(z, task, T)
 
 
 def calibration_report(scores, labels, task: str, logits=None, temperature: float | None = None,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,6 @@ import numpy as np
 import torch
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score, roc_auc_score, roc_curve
-from torch import nn
 
 from core.calibration import reliability_diagram
 from core.errors import StudioError
@@ -374,86 +372,6 @@ def summarize_seeds(evals: Sequence[dict], keys: Sequence[str] = DEFAULT_SEED_KE
         std = statistics.stdev(vals) if len(vals) > 1 else 0.0
         out[key] = {"mean": float(statistics.fmean(vals)), "std": float(std), "n": len(vals)}
     return out
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters (those with requires_grad).
-
-    Args:
-        model: a torch module.
-
-    Returns:
-        The count as an int; a frozen backbone's weights are not counted.
-    """
-    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
-
-
-def measure_latency(
-    model: nn.Module,
-    input_shape: Sequence[int],
-    device: str = "cpu",
-    repeats: int = 50,
-    warmup: int = 5,
-) -> dict:
-    """Inference time per image at batch size 1.
-
-    The model runs in eval mode under torch.inference_mode on one fixed random input
-    (seeded, so every call times the same work); the first ``warmup`` passes are not timed
-    because they pay for lazy initialisation and allocator warm-up. On CUDA each pass is
-    synchronised so the timer sees the kernel, not just its launch. The model's mode and
-    device are restored afterwards.
-
-    Args:
-        model: a torch module.
-        input_shape: shape of one input without the batch dimension, e.g. (3, 28, 28).
-        device: "cpu", "cuda" or "cuda:N".
-        repeats: timed passes (>= 1).
-        warmup: untimed passes before them (>= 0).
-
-    Returns:
-        {"median_ms", "p95_ms", "batch_size": 1, "repeats", "device"}.
-    """
-    shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
-        raise StudioError(
-            f"The input shape must be positive sizes without the batch dimension, got {tuple(input_shape)}."
-        )
-    if repeats < 1 or warmup < 0:
-        raise StudioError(f"Latency needs repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}.")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise StudioError(f"Device '{device}' was asked for but no CUDA GPU is available; use 'cpu'.")
-    first = next(model.parameters(), None)
-    home = first.device if first is not None else torch.device("cpu")
-    was_training = model.training
-    x = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0)).to(dev)
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    times = []
-    try:
-        model.to(dev).eval()
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(x)
-            sync()
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                model(x)
-                sync()
-                times.append((time.perf_counter() - t0) * 1000.0)
-    finally:
-        model.to(home)
-        model.train(was_training)
-    return {
-        "median_ms": float(np.median(times)),
-        "p95_ms": float(np.percentile(times, 95)),
-        "batch_size": 1,
-        "repeats": int(repeats),
-        "device": str(dev),
-    }
 
 
 def load_run_dataset(run, data_dir=None):

@@ -15,7 +15,10 @@ import torch
 from torch import nn
 
 from core.errors import StudioError
+from core.forward import forward_logits, normalization, normalize, scores_from_logits
+from core.models.profile import has_dropout, is_dropout
 from core.runs.checkpoint_check import check_model_checkpoint
+from core.vocab import TASKS
 
 
 @dataclass
@@ -138,10 +141,7 @@ def _run_laterality(run, ckpt: dict):
 
 def preprocess(lm: LoadedModel, images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 (N, C, H, W) -> normalised float on the model's device."""
-    c = lm.channels
-    mean = torch.tensor(lm.mean[:c], dtype=torch.float32).view(1, c, 1, 1)
-    std = torch.tensor(lm.std[:c], dtype=torch.float32).view(1, c, 1, 1)
-    return ((images_u8.float() / 255.0 - mean) / std).to(lm.device)
+    return normalize(images_u8.to(lm.device), *normalization(lm.mean, lm.std, lm.channels))
 
 
 def load_image_tensor(lm: LoadedModel, data: bytes | str | Path, name: str | None = None) -> torch.Tensor:
@@ -170,16 +170,110 @@ def predict_tensor(lm: LoadedModel, images_u8: torch.Tensor, tta: bool = False,
     """
     from core.uncertainty import predictive_entropy
 
-    x = preprocess(lm, images_u8)
-    logits = lm.model(x).float()
-    if tta and lm.mirror:
-        logits = 0.5 * (logits + lm.model(torch.flip(x, dims=[3])).float())
+    logits = forward_logits(lm.model, preprocess(lm, images_u8), tta=tta and lm.mirror)
     t = lm.temperature if calibrated else 1.0
     logits = (logits / t).cpu()
-    probs = torch.sigmoid(logits) if lm.task == "multi-label" else torch.softmax(logits, dim=1)
-    probs_np = probs.numpy()
+    probs_np = scores_from_logits(logits, lm.task).numpy()
     return {"probs": probs_np, "logits": logits.numpy(), "pred": probs_np.argmax(axis=1),
             "entropy": predictive_entropy(probs_np, lm.task)}
+
+
+def mc_dropout_predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    n_passes: int = 20,
+    seed: int = 0,
+    task: str = "multi-class",
+    tta: bool = False,
+    temperature: float = 1.0,
+) -> dict:
+    """Monte-Carlo dropout: average several stochastic forward passes.
+
+    The model runs in eval mode (batch norm uses its running statistics) except its dropout
+    modules, which are switched to train mode so they keep sampling masks: nn.Dropout and
+    its relatives, and nn.RNNBase modules (LSTM, GRU, RNN) with inter-layer dropout, whose
+    train mode changes nothing but that dropout. Functional dropout inside a forward and
+    stochastic depth (DropPath) stay off. Every module's mode is restored afterwards, even
+    on error, and the global random state is left untouched (the passes draw from a forked
+    generator seeded with ``seed``), so the same seed gives the same result.
+
+    A model without dropout is deterministic, so it gets one pass and a std of exactly 0.
+
+    Args:
+        model: a classifier returning (B, K) logits; it must already be on x's device.
+        x: a (B, ...) input batch.
+        n_passes: number of stochastic passes (>= 1).
+        seed: seed of the dropout masks.
+        task: "multi-label" applies a sigmoid per label; every other task a softmax.
+        tta: in every pass, average the logits of the batch and of its mirror image (as
+            :func:`predict_tensor` does).
+        temperature: divide each pass's logits by this before the softmax/sigmoid (the
+            run's fitted temperature for calibrated probabilities).
+
+    Returns:
+        {"mean": (B, K) mean probabilities, "std": (B, K) population std (ddof=0) of the
+        probabilities over passes, "entropy": (B,) predictive entropy of the mean, in nats,
+        "n_passes": passes actually run}, arrays as float64 numpy.
+    """
+    if task not in TASKS:
+        raise StudioError(f"Unknown task '{task}'; use one of {', '.join(TASKS)}.")
+    if n_passes < 1:
+        raise StudioError(f"MC dropout needs at least one pass, got n_passes={n_passes}.")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise StudioError(f"The temperature must be a positive number, got {temperature}.")
+    modes = {m: m.training for m in model.modules()}
+    stochastic = has_dropout(model)
+    passes = n_passes if stochastic else 1
+    # fork_rng forks the CPU generator always, and a CUDA one only where named.
+    devices = [x.device.index] if x.device.type == "cuda" else []
+    try:
+        model.eval()
+        for m in model.modules():
+            if is_dropout(m):
+                m.train()
+        probs = []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            for _ in range(passes):
+                logits = forward_logits(model, x, tta, dtype=torch.float64)
+                probs.append(scores_from_logits(logits, task, float(temperature)).cpu().numpy())
+    finally:
+        # Set the flag itself: train(mode) recurses into children and may be overridden.
+        for m, was_training in modes.items():
+            m.training = was_training
+    from core.uncertainty import predictive_entropy
+
+    stack = np.stack(probs)  # (passes, B, K)
+    mean = stack.mean(axis=0)
+    std = stack.std(axis=0) if passes > 1 else np.zeros_like(mean)
+    return {"mean": mean, "std": std, "entropy": predictive_entropy(mean, task), "n_passes": passes}
+
+
+def predict_images(lm: LoadedModel, images_u8: torch.Tensor, tta: bool = False, calibrated: bool = False,
+                   mc_passes: int | None = None) -> dict[str, np.ndarray | None]:
+    """The Classify page's one predictor: plain probabilities, or with ``mc_passes`` the mean
+    and spread of Monte-Carlo dropout passes, under the same mirror and temperature rules.
+
+    Args:
+        lm: the loaded model.
+        images_u8: uint8 (N, C, H, W) at the model's size.
+        tta: mirror averaging (never for a run whose classes name left and right).
+        calibrated: divide logits by the run's fitted temperature.
+        mc_passes: Monte-Carlo dropout passes; None or 0 for one plain prediction.
+
+    Returns:
+        ``probs`` (N, K), ``spread`` (N, K) standard deviation over passes or None without
+        MC dropout, ``entropy`` (N,) of ``probs``.
+    """
+    from core.uncertainty import predictive_entropy
+
+    if mc_passes:
+        out = mc_dropout_predict(lm.model, preprocess(lm, images_u8), n_passes=mc_passes, seed=0, task=lm.task,
+                                 tta=tta and lm.mirror, temperature=lm.temperature if calibrated else 1.0)
+        probs, spread = out["mean"], out["std"]
+    else:
+        probs, spread = predict_tensor(lm, images_u8, tta=tta, calibrated=calibrated)["probs"], None
+    return {"probs": probs, "spread": spread, "entropy": predictive_entropy(probs, lm.task)}
 
 
 def describe_prediction(lm: LoadedModel, probs: np.ndarray) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Uncertainty of predictions: entropy, confidence levels in plain words, MC dropout.
+"""Uncertainty of predictions: entropy and confidence levels in plain words (Monte-Carlo
+dropout, which needs the model, is :func:`core.inference.mc_dropout_predict`).
 
 Scores follow the studio's convention: float (N, K) probabilities, softmax over the K classes
 for "binary", "multi-class" and "ordinal" tasks, one sigmoid per label for "multi-label".
@@ -12,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy.special import entr
-from torch import nn
 
 from core.errors import StudioError
 from core.vocab import TASKS
@@ -281,102 +281,3 @@ def per_class_uncertainty(scores, labels, class_names: Sequence[str], task: str)
             )
         out.append(row)
     return out
-
-
-def _is_dropout(module: nn.Module) -> bool:
-    """Whether a module randomly drops units in train mode with a non-zero rate."""
-    if isinstance(module, nn.modules.dropout._DropoutNd):  # Dropout, Dropout1d/2d/3d, AlphaDropout, ...
-        return module.p > 0
-    # An RNN's inter-layer dropout acts only between stacked layers and only in train mode.
-    if isinstance(module, nn.RNNBase):
-        return module.dropout > 0 and module.num_layers > 1
-    return False
-
-
-def has_dropout(model: nn.Module) -> bool:
-    """Whether MC dropout can vary this model's outputs.
-
-    Args:
-        model: a torch module.
-
-    Returns:
-        True if the model holds an nn.Dropout-family module with p > 0, or a stacked
-        RNN/LSTM/GRU with inter-layer dropout > 0. Dropout called functionally inside a
-        forward (F.dropout(..., training=self.training)) cannot be seen and is not counted.
-    """
-    return any(_is_dropout(m) for m in model.modules())
-
-
-def mc_dropout_predict(
-    model: nn.Module,
-    x: torch.Tensor,
-    n_passes: int = 20,
-    seed: int = 0,
-    task: str = "multi-class",
-    tta: bool = False,
-    temperature: float = 1.0,
-) -> dict:
-    """Monte-Carlo dropout: average several stochastic forward passes.
-
-    The model runs in eval mode (batch norm uses its running statistics) except its dropout
-    modules, which are switched to train mode so they keep sampling masks: nn.Dropout and
-    its relatives, and nn.RNNBase modules (LSTM, GRU, RNN) with inter-layer dropout, whose
-    train mode changes nothing but that dropout. Functional dropout inside a forward and
-    stochastic depth (DropPath) stay off. Every module's mode is restored afterwards, even
-    on error, and the global random state is left untouched (the passes draw from a forked
-    generator seeded with ``seed``), so the same seed gives the same result.
-
-    A model without dropout is deterministic, so it gets one pass and a std of exactly 0.
-
-    Args:
-        model: a classifier returning (B, K) logits; it must already be on x's device.
-        x: a (B, ...) input batch.
-        n_passes: number of stochastic passes (>= 1).
-        seed: seed of the dropout masks.
-        task: "multi-label" applies a sigmoid per label; every other task a softmax.
-        tta: in every pass, average the logits of the batch and of its mirror image (as
-            :func:`core.inference.predict_tensor` does).
-        temperature: divide each pass's logits by this before the softmax/sigmoid (the
-            run's fitted temperature for calibrated probabilities).
-
-    Returns:
-        {"mean": (B, K) mean probabilities, "std": (B, K) population std (ddof=0) of the
-        probabilities over passes, "entropy": (B,) predictive entropy of the mean, in nats,
-        "n_passes": passes actually run}, arrays as float64 numpy.
-    """
-    _check_task(task)
-    if n_passes < 1:
-        raise StudioError(f"MC dropout needs at least one pass, got n_passes={n_passes}.")
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise StudioError(f"The temperature must be a positive number, got {temperature}.")
-    modes = {m: m.training for m in model.modules()}
-    stochastic = has_dropout(model)
-    passes = n_passes if stochastic else 1
-    # fork_rng forks the CPU generator always, and a CUDA one only where named.
-    devices = [x.device.index] if x.device.type == "cuda" else []
-    try:
-        model.eval()
-        for m in model.modules():
-            if _is_dropout(m):
-                m.train()
-        probs = []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(seed)
-            for _ in range(passes):
-                logits = model(x)
-                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                    raise StudioError("MC dropout needs a model that returns one (batch, classes) tensor of logits.")
-                logits = logits.double()
-                if tta:
-                    logits = 0.5 * (logits + model(torch.flip(x, dims=[3])).double())
-                logits = logits / float(temperature)
-                p = torch.sigmoid(logits) if task == "multi-label" else torch.softmax(logits, dim=1)
-                probs.append(p.cpu().numpy())
-    finally:
-        # Set the flag itself: train(mode) recurses into children and may be overridden.
-        for m, was_training in modes.items():
-            m.training = was_training
-    stack = np.stack(probs)  # (passes, B, K)
-    mean = stack.mean(axis=0)
-    std = stack.std(axis=0) if passes > 1 else np.zeros_like(mean)
-    return {"mean": mean, "std": std, "entropy": predictive_entropy(mean, task), "n_passes": passes}

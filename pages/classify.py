@@ -53,22 +53,15 @@ def predict_all(shared, items: list[dict], tta: bool, calibrated: bool, mc_passe
     """Probabilities (and with Monte-Carlo dropout their spread) for every item, in place."""
     import torch
 
-    from core.inference import describe_prediction, predict_tensor, preprocess
-    from core.uncertainty import mc_dropout_predict, predictive_entropy
+    from core.inference import describe_prediction, predict_images
 
     lm = shared.lm
-    tta = tta and lm.mirror  # never mirror a run whose classes name left and right
     for start in range(0, len(items), 64):
         chunk = items[start:start + 64]
         batch = torch.stack([it["tensor"] for it in chunk])
-        with shared.lock:
-            if mc_passes:
-                out = mc_dropout_predict(lm.model, preprocess(lm, batch), n_passes=mc_passes, seed=0, task=lm.task,
-                                         tta=tta, temperature=lm.temperature if calibrated else 1.0)
-                probs, spread = out["mean"], out["std"]
-            else:
-                probs, spread = predict_tensor(lm, batch, tta=tta, calibrated=calibrated)["probs"], None
-        entropy = predictive_entropy(probs, lm.task)
+        with shared.lock:  # the one predictor never mirrors a run whose classes name left and right
+            out = predict_images(lm, batch, tta=tta, calibrated=calibrated, mc_passes=mc_passes)
+        probs, spread, entropy = out["probs"], out["spread"], out["entropy"]
         for j, it in enumerate(chunk):
             it["probs"] = probs[j]
             it["spread"] = None if spread is None else spread[j]
@@ -132,7 +125,7 @@ def results_table(lm, items: list[dict], run_row: dict) -> pd.DataFrame:
 
 def mc_options(lm) -> int | None:
     """The Monte-Carlo dropout switch and its number of passes; None when off."""
-    from core.uncertainty import has_dropout
+    from core.models.profile import has_dropout
 
     usable = has_dropout(lm.model)
     c1, c2 = st.columns([2, 1], vertical_alignment="bottom")

@@ -22,11 +22,10 @@ from torch import nn
 from core.errors import StudioError
 from core.evaluate import (
     MAX_ROC_POINTS,
-    count_parameters,
     evaluate_predictions,
-    measure_latency,
     summarize_seeds,
 )
+from core.models.profile import count_parameters, measure_latency
 
 
 def _rows(pred: list[int], k: int, top: float = 0.6) -> np.ndarray:

@@ -186,7 +186,7 @@ def _pngs(tmp_path, n: int) -> list[tuple[str, bytes, str]]:
 
 def test_classify_monte_carlo_dropout_shows_the_spread(tmp_path, monkeypatch):
     from core.inference import load_image_tensor, load_run_model, preprocess
-    from core.uncertainty import mc_dropout_predict
+    from core.inference import mc_dropout_predict
 
     root = tmp_path / "runs"
     monkeypatch.setenv("STUDIO_RUNS_DIR", str(root))

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from core.errors import StudioError
+from core.inference import mc_dropout_predict
+from core.models.profile import has_dropout
 from core.uncertainty import (
     HIGH_MAX_ENTROPY,
     HIGH_MIN_PROB,
@@ -17,8 +19,6 @@ from core.uncertainty import (
     LOW_MIN_ENTROPY,
     confidence_level,
     describe_confidence,
-    has_dropout,
-    mc_dropout_predict,
     normalized_entropy,
     per_class_uncertainty,
     predictive_entropy,

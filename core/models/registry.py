@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError, StudioError
+from core.models.profile import count_parameters, has_dropout
 from core.vocab import IMAGE_SIZES  # the input sizes the studio offers (MedMNIST's)
 
 #: Channel statistics of ImageNet, which the torchvision and timm weights were trained on.
@@ -51,8 +52,8 @@ class ModelInfo:
         mean: per-channel mean to normalise with when training from scratch (3 entries;
             a grayscale pipeline uses the first).
         std: per-channel std to go with ``mean``.
-        has_dropout: whether the model has ``nn.Dropout`` layers (Monte-Carlo dropout
-            needs them).
+        has_dropout: whether Monte-Carlo dropout can vary the model's outputs
+            (:func:`core.models.profile.has_dropout`, the one rule the Classify page uses too).
         supports_pretrained: whether ImageNet weights can be loaded.
         pretrained_mean: mean to normalise with when ``pretrained=True`` (ImageNet's), or
             None when the model has no pretrained weights.
@@ -117,10 +118,6 @@ _REGISTRY: dict[str, _Entry] = {}
 #: Grad-CAM shows *where* only when its layer's map has at least this many cells per side:
 #: a 1 x 1 map upsamples to a constant and a 2 x 2 map to little more than a quadrant.
 MIN_GRADCAM_SIDE = 3
-
-# Layers that Monte-Carlo dropout switches on at inference.
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-
 
 def register_model(
     fn: B | None = None,
@@ -294,12 +291,12 @@ def _model_info(name: str, in_channels: int, num_classes: int, image_size: int) 
         paper=entry.paper,
         description=entry.description,
         family=entry.family,
-        params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        params=count_parameters(model),
         gradcam_layer=gradcam_layer,
         recipe=entry.recipe,
         mean=HALF,
         std=HALF,
-        has_dropout=any(isinstance(m, _DROPOUT) for m in model.modules()),
+        has_dropout=has_dropout(model),
         supports_pretrained=entry.supports_pretrained,
         pretrained_mean=IMAGENET_MEAN if entry.supports_pretrained else None,
         pretrained_std=IMAGENET_STD if entry.supports_pretrained else None,

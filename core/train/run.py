@@ -19,7 +19,8 @@ from core.train import distributed
 from core.train.config import TrainConfig
 from core.train.device import pick_device
 from core.train.progress import stop_record, time_left
-from core.train.trainer import Trainer, make_batches, predict_logits, scores_from_logits
+from core.forward import scores_from_logits
+from core.train.trainer import Trainer, make_batches, predict_logits
 
 CHECKPOINT_FORMAT = "studio-checkpoint-v1"
 META_EVERY_SECONDS = 1.0  # progress in meta.json is refreshed at most this often
@@ -194,7 +195,8 @@ def final_evaluation(run, model, data, cfg: TrainConfig, device) -> dict[str, An
         Fields for ``meta.json``: temperature, latency_ms, test_acc, test_auc.
     """
     from core.calibration import fit_temperature
-    from core.evaluate import evaluate_predictions, measure_latency
+    from core.evaluate import evaluate_predictions
+    from core.models.profile import measure_latency
 
     best = run.load_checkpoint("best") if run.best_checkpoint.exists() else None
     if best is not None:

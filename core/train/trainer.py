@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from core.errors import StudioError
-from core.vocab import TASK_TO_MEDMNIST
+from core.forward import forward_logits, normalization, normalize, scores_from_logits
 from core.train import distributed
 from core.train.callbacks import Callback
 from core.train.config import TrainConfig
 from core.train.device import amp_dtype
 from core.train.losses import build_loss
 from core.train.optim import Schedule, build_optimizer, dense_penalty
+from core.vocab import TASK_TO_MEDMNIST
 
 
 class TrainingDiverged(StudioError):
@@ -55,8 +56,7 @@ class Batches:
 
     def get(self, idx: torch.Tensor | slice, device: torch.device, channels_last: bool = False):
         """A normalised float batch and its labels on ``device``."""
-        x = self.images[idx].to(device, non_blocking=True)
-        x = x.float().mul_(self.scale.to(device)).sub_(self.shift.to(device))
+        x = normalize(self.images[idx].to(device, non_blocking=True), self.scale, self.shift)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.labels[idx].to(device, non_blocking=True)
@@ -64,16 +64,7 @@ class Batches:
 
 def make_batches(images: torch.Tensor, labels: torch.Tensor, mean, std) -> Batches:
     """Wrap a split; ``mean``/``std`` are per-channel (only the first C values are used)."""
-    c = images.shape[1]
-    mean_t = torch.tensor(list(mean)[:c], dtype=torch.float32).view(1, c, 1, 1)
-    std_t = torch.tensor(list(std)[:c], dtype=torch.float32).view(1, c, 1, 1)
-    return Batches(images, labels, 1.0 / (255.0 * std_t), mean_t / std_t)
-
-
-def scores_from_logits(logits: torch.Tensor, task: str, temperature: float = 1.0) -> torch.Tensor:
-    """Probabilities: sigmoid per label for multi-label, softmax otherwise."""
-    logits = logits.float() / temperature
-    return torch.sigmoid(logits) if task == "multi-label" else torch.softmax(logits, dim=1)
+    return Batches(images, labels, *normalization(mean, std, images.shape[1]))
 
 
 @torch.inference_mode()
@@ -95,9 +86,7 @@ def predict_logits(model: nn.Module, data: Batches, device: torch.device, batch_
     for start in range(0, len(data), batch_size):
         x, _ = data.get(slice(start, start + batch_size), device, channels_last)
         with _autocast(device, dtype):
-            logits = model(x).float()
-            if tta:
-                logits = 0.5 * (logits + model(torch.flip(x, dims=[3])).float())
+            logits = forward_logits(model, x, tta)
         out.append(logits.cpu())
     if not out:
         return torch.zeros(0, 0)
