@@ -22,7 +22,7 @@ from core.errors import StudioError
 logger = logging.getLogger(__name__)
 
 # Bump when the columns change: an index with another version is rebuilt.
-SCHEMA_VERSION = 2  # 2: the damaged column
+SCHEMA_VERSION = 3  # 2: the damaged column; 3: experiment (core.experiments)
 
 # (name, SQL type). ``stamp`` is internal: the mtimes of the files a row was read
 # from, so that a listing can notice files changed behind the index's back.
@@ -52,6 +52,7 @@ _COLUMN_TYPES: tuple[tuple[str, str], ...] = (
     ("owner", "TEXT"),
     ("error", "TEXT"),
     ("damaged", "TEXT"),
+    ("experiment", "TEXT"),  # the experiment a run belongs to (params.json "experiment")
     ("stamp", "TEXT"),
 )
 _ALL_COLUMNS = tuple(name for name, _ in _COLUMN_TYPES)
@@ -153,6 +154,7 @@ def build_row(
         "owner": _as_str(meta.get("owner")),
         "error": " ".join(errors) or None,
         "damaged": damaged,
+        "experiment": _as_str(params.get("experiment")),
         "stamp": stamp,
     }
 

@@ -1,0 +1,197 @@
+"""Auto: Optuna's TPE sampler and successive-halving pruner over ordinary runs, in a time budget.
+
+The driver (:mod:`core.experiments.driver`) calls this strategy each pass. Each trial is a
+run submitted to the job runner; its per-epoch validation metric (metrics.jsonl) is reported
+to Optuna as it arrives, and a trial the pruner stops is cancelled like any run. The first
+trial is the default recipe. New trials start only while the budget leaves room for one, each
+with a time limit that ends it before the budget does; at the deadline (plus a grace for the
+final evaluation) what still trains is cancelled. The best run is chosen on validation only
+(:func:`core.experiments.summary.select_best`). The study lives in memory and is rebuilt from
+the member runs, so nothing but the runs themselves needs to be kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from core.errors import StudioError
+from core.experiments.record import Experiment, ExperimentBook
+from core.experiments.space import config_for, distributions, size_space
+
+logger = logging.getLogger(__name__)
+
+#: Seconds after the deadline that trials still finishing (their last evaluation) get.
+GRACE_S = 20.0
+_MIN_TRIAL_S = 8.0
+
+
+def study_from_runs(exp: Experiment, rows: list[dict[str, Any]]):
+    """An Optuna study holding every finished trial of ``exp`` (for importances and resuming)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = exp.plan.get("space")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=exp.plan.get("seed", 0)),
+                                pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+    if not space:
+        return study
+    dists = distributions(space)
+    for row in rows:
+        trial = row.get("trial") or {}
+        values = trial.get("params") if isinstance(trial, dict) else None
+        if not isinstance(values, dict) or set(values) != set(dists):
+            continue
+        if row.get("status") == "completed" and row.get("score") is not None:
+            state, value = optuna.trial.TrialState.COMPLETE, float(row["score"])
+        elif row.get("status") == "cancelled":
+            state, value = optuna.trial.TrialState.PRUNED, None
+        elif row.get("status") in ("failed", "interrupted"):
+            state, value = optuna.trial.TrialState.FAIL, None
+        else:
+            continue
+        try:
+            study.add_trial(optuna.trial.create_trial(params=values, distributions=dists, value=value, state=state))
+        except ValueError:  # a value outside the space (a hand-edited params.json): left out
+            continue
+    return study
+
+
+def parameter_importances(store: Any, exp: Experiment) -> dict[str, float]:
+    """Which settings mattered (Optuna's fANOVA importances over completed trials); ``{}`` with
+    fewer than two completed trials or when they do not differ."""
+    import optuna
+
+    from core.experiments.summary import leaderboard
+
+    study = study_from_runs(exp, leaderboard(store, exp, live=False))
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(done) < 2 or len({t.value for t in done}) < 2:
+        return {}
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError, ZeroDivisionError):  # a single distinct value of every setting
+        return {}
+
+
+class AutoSearch:
+    """The driver's strategy for ``kind == "auto"`` (see the module docstring)."""
+
+    def __init__(self, store: Any, book: ExperimentBook, exp: Experiment, runner: Any, rows: list[dict[str, Any]]):
+        import optuna
+
+        self.store, self.book, self.exp_id = store, book, exp.id
+        plan = dict(exp.plan)
+        if not plan.get("space"):
+            plan["space"] = size_space(exp.dataset, plan["minutes"], slots=runner.max_concurrent,
+                                       data_dir=plan.get("data_dir"), image_sizes=plan.get("image_sizes"))
+            exp = book.update(exp.id, plan=plan)
+            logger.info("Auto on %s: %d architecture/size choices: %s", exp.dataset, len(plan["space"]["arches"]),
+                        ", ".join(a["arch"] for a in plan["space"]["arches"]))
+        self.plan, self.space = plan, plan["space"]
+        self.metric = exp.metric
+        self.dists = distributions(self.space)
+        from core.experiments.driver import _parse
+
+        self.deadline = (_parse(exp.started) or time.time()) + float(plan["minutes"]) * 60
+        from core.experiments.summary import leaderboard
+
+        self.study = study_from_runs(exp, leaderboard(store, exp, live=False))
+        self.live: dict[str, tuple[Any, int]] = {}  # run id -> (trial, last epoch reported)
+        self.pruned: set[str] = set()
+        self.backlog: list[tuple[Any, tuple[dict, str]]] = []
+        self.asked = len(rows)
+        self.closed = False
+        if not rows:
+            self.study.enqueue_trial(self.space["default"])
+        cheapest = min((a["epoch_seconds"] or 0.0) for a in self.space["arches"])
+        self.min_trial_s = max(_MIN_TRIAL_S, 2 * cheapest + 5.0)
+        self.optuna = optuna
+
+    # -- the driver's calls ----------------------------------------------------------------
+    def next_jobs(self, exp: Experiment, free: int, rows: list[dict[str, Any]]) -> list[tuple[dict, str]]:
+        from core.experiments.driver import member_params
+
+        remaining = self.deadline - time.time()
+        max_trials = self.plan.get("max_trials")
+        if remaining < self.min_trial_s or (max_trials is not None and self.asked >= max_trials):
+            self.closed = True
+        while not self.closed and len(self.backlog) < free:
+            trial = self.study.ask(self.dists)
+            self.asked += 1
+            cfg = config_for(self.space, trial.params, exp.dataset, seed=int(self.plan.get("seed", 0)),
+                             remaining_s=remaining - 5.0, data_dir=self.plan.get("data_dir"))
+            label = f"trial {trial.number}: " + " ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
+            entry = {"label": label, "settings": dict(trial.params), "config": cfg.to_dict()}
+            params = member_params(exp, entry, trial=trial.number)
+            params["experiment_trial"] = {"number": trial.number, "params": dict(trial.params)}
+            self.backlog.append((trial, (params, f"{exp.name} · trial {trial.number}"[:200])))
+            if max_trials is not None and self.asked >= max_trials:
+                break
+        return [job for _, job in self.backlog[:free]]
+
+    def submitted(self, ids: list[str]) -> None:
+        for run_id in ids:
+            trial, _ = self.backlog.pop(0)
+            self.live[run_id] = (trial, 0)
+
+    def observe(self, rows: list[dict[str, Any]], runner: Any) -> None:
+        now = time.time()
+        for row in rows:
+            run_id = row["run_id"]
+            if run_id not in self.live:
+                continue
+            trial, last = self.live[run_id]
+            status = row.get("status")
+            if status == "running" and run_id not in self.pruned:
+                last = self._report(run_id, trial, last)
+                self.live[run_id] = (trial, last)
+                if trial.should_prune():
+                    logger.info("pruning trial %d (run %s) after epoch %d", trial.number, run_id, last)
+                    self._cancel(runner, run_id)
+                elif now > self.deadline + GRACE_S:
+                    self._cancel(runner, run_id)
+            elif status == "completed":
+                self._report(run_id, trial, last)
+                value = row.get(self.metric)
+                value = value if value is not None else row.get("val_acc")
+                if value is None or not math.isfinite(value):
+                    self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                else:
+                    self.study.tell(trial, float(value))
+                del self.live[run_id]
+            elif status in ("cancelled", "failed", "interrupted"):
+                state = "PRUNED" if status == "cancelled" else "FAIL"
+                self.study.tell(trial, state=getattr(self.optuna.trial.TrialState, state))
+                del self.live[run_id]
+
+    def done(self, rows: list[dict[str, Any]]) -> bool:
+        if time.time() > self.deadline - self.min_trial_s:
+            self.closed = True
+        return self.closed and not self.backlog
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _report(self, run_id: str, trial: Any, last: int) -> int:
+        try:
+            records = self.store.get(run_id).metrics(kind="epoch")
+        except StudioError:
+            return last
+        for record in records:
+            epoch, value = record.get("epoch"), record.get(self.metric)
+            if isinstance(epoch, int) and epoch > last and isinstance(value, (int, float)) and math.isfinite(value):
+                trial.report(float(value), epoch)
+                last = epoch
+        return last
+
+    def _cancel(self, runner: Any, run_id: str) -> None:
+        self.pruned.add(run_id)
+        try:
+            runner.cancel(run_id)
+        except StudioError:
+            pass
+
+
+def _show(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
