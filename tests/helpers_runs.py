@@ -134,3 +134,15 @@ def make_run(runs_root: Path, model_name: str = "medvcnn", dataset: str | None =
                       params_count=info.params, task="binary", class_names=list(CLASS_NAMES),
                       test_acc=evals["test"]["acc"], test_auc=evals["test"]["auc"])
     return run
+
+
+def write_square_npz(path: Path, sizes, seed: int = 0) -> Path:
+    """``breastmnist.npz``-shaped arrays of the square task (grayscale 28 px, labels (n, 1)),
+    for the tests that train through MedMNIST's reader (``sizes``: train, val, test counts)."""
+    arrays = {}
+    for k, (split, n) in enumerate(zip(("train", "val", "test"), sizes)):
+        x, y, _ = square_images(n, seed=seed + k)
+        arrays[f"{split}_images"] = x[:, 0].numpy()
+        arrays[f"{split}_labels"] = y.numpy().reshape(-1, 1).astype(np.uint8)
+    np.savez_compressed(path, **arrays)
+    return path

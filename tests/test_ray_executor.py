@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (pip install -r requirements-ray.txt)")
@@ -25,6 +24,7 @@ from core.runs import JobRunner, RunStore  # noqa: E402
 from core.runs.jobs import make_executor  # noqa: E402
 from core.runs.ray_executor import NAMESPACE, RayExecutor  # noqa: E402
 from core.train import build_params, make_config  # noqa: E402
+from helpers_runs import write_square_npz  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 120.0  # generous: two cores shared by every test and the cluster itself
@@ -46,19 +46,6 @@ def data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ray-data")
     write_square_npz(root / "breastmnist.npz", (64, 16, 16))
     return root
-
-
-def write_square_npz(path: Path, sizes, seed: int = 0) -> Path:
-    """``breastmnist.npz``-shaped arrays of the square task (grayscale 28 px, labels (n, 1))."""
-    from helpers_runs import square_images
-
-    arrays = {}
-    for k, (split, n) in enumerate(zip(("train", "val", "test"), sizes)):
-        x, y, _ = square_images(n, seed=seed + k)
-        arrays[f"{split}_images"] = x[:, 0].numpy()
-        arrays[f"{split}_labels"] = y.numpy().reshape(-1, 1).astype(np.uint8)
-    np.savez_compressed(path, **arrays)
-    return path
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
     try:
         if train is None:
             # imported here: heavy. A run on several processes starts its followers first.
-            from core.train.distributed import training_function
+            from core.runs.ddp_launcher import training_function
 
             train = training_function(run)
         train(run, store)
