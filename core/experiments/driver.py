@@ -126,6 +126,7 @@ def run_experiment(store: Any, exp_id: str, runner: Any = None, *, poll_s: float
             exp = book.get(exp_id)
             if exp.cancel_requested:
                 _cancel_members(store, exp, runner)
+                _wait_until_stopped(store, exp, runner, poll_s)
                 exp = book.update(exp_id, status="cancelled", finished=utc_now())
                 break
             runner.poll()
@@ -194,6 +195,17 @@ def _cancel_members(store: Any, exp: Experiment, runner: Any, owner: str | None 
             except StudioError:
                 pass  # deleted or finished meanwhile
     return cancelled
+
+
+def _wait_until_stopped(store: Any, exp: Experiment, runner: Any, poll_s: float) -> None:
+    """Poll the runner (which terminates, then kills, a worker ignoring its cancel) until no
+    member is queued or running, or the runner's grace periods and a margin have passed."""
+    limit = time.monotonic() + getattr(runner, "cancel_grace", 10.0) + getattr(runner, "kill_grace", 5.0) + 10.0
+    while time.monotonic() < limit:
+        runner.poll()
+        if not any(r.get("status") in ACTIVE for r in member_rows(store, exp)):
+            return
+        time.sleep(max(0.05, min(poll_s, 0.5)))
 
 
 def snapshot(store: Any, exp: Experiment, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
