@@ -14,6 +14,8 @@ variable                        default  limits
 ``STUDIO_DEMO_MAX_UPLOAD_MB``   50       size of one uploaded file
 ``STUDIO_DEMO_MAX_UPLOADS``     5        image folders one session may import
 ``STUDIO_DEMO_MAX_ZIP_FILES``   5000     entries in an uploaded zip
+``STUDIO_DEMO_EXP_RUNS``        8        runs of one experiment (sweep, seeds, ablation)
+``STUDIO_DEMO_EXP_MINUTES``     30       estimated minutes of all of a visitor's experiments
 ==============================  =======  ==================================================
 
 The checks live in core (:func:`core.train.config.validate`, :meth:`core.runs.JobRunner.submit`,
@@ -43,6 +45,8 @@ _DEMO_DEFAULTS = {
     "max_upload_mb": 50,
     "max_uploads": 5,
     "max_zip_files": 5_000,
+    "max_experiment_runs": 8,
+    "max_experiment_minutes": 30,
 }
 _ENV_NAMES = {
     "max_epochs": "STUDIO_DEMO_MAX_EPOCHS",
@@ -52,6 +56,8 @@ _ENV_NAMES = {
     "max_upload_mb": "STUDIO_DEMO_MAX_UPLOAD_MB",
     "max_uploads": "STUDIO_DEMO_MAX_UPLOADS",
     "max_zip_files": "STUDIO_DEMO_MAX_ZIP_FILES",
+    "max_experiment_runs": "STUDIO_DEMO_EXP_RUNS",
+    "max_experiment_minutes": "STUDIO_DEMO_EXP_MINUTES",
 }
 
 
@@ -68,6 +74,9 @@ class Limits:
         max_upload_mb: megabytes of one uploaded file.
         max_uploads: image folders one session may import.
         max_zip_files: entries of an uploaded zip.
+        max_experiment_runs: runs one experiment may plan (:mod:`core.experiments`).
+        max_experiment_minutes: estimated minutes of all of one visitor's experiments
+            together (an Auto search counts its budget).
         own_runs_only: a session may delete, cancel and resume only the runs it started.
         private_uploads: a session sees only the image folders it imported.
     """
@@ -80,6 +89,8 @@ class Limits:
     max_upload_mb: int | None = None
     max_uploads: int | None = None
     max_zip_files: int | None = None
+    max_experiment_runs: int | None = None
+    max_experiment_minutes: int | None = None
     own_runs_only: bool = False
     private_uploads: bool = False
 
@@ -103,6 +114,10 @@ class Limits:
             out.append(f"{self.max_uploads} imported image folders per visitor")
         if self.max_zip_files is not None:
             out.append(f"zips of at most {self.max_zip_files:,} files")
+        if self.max_experiment_runs is not None:
+            out.append(f"experiments of at most {self.max_experiment_runs} runs")
+        if self.max_experiment_minutes is not None:
+            out.append(f"{self.max_experiment_minutes} minutes of experiments per visitor")
         if self.own_runs_only:
             out.append("you can delete or cancel only your own runs")
         return out
