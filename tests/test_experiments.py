@@ -189,10 +189,10 @@ def test_delete_experiment_and_demo_caps(folder, store, monkeypatch):
     assert sorted(delete_experiment(store, exp.id, delete_runs=True)) == sorted(members)
     assert list_experiments(store) == [] and store.list_runs() == []
     monkeypatch.setenv("STUDIO_DEMO", "1")
-    monkeypatch.setenv("STUDIO_DEMO_MAX_EXPERIMENT_RUNS", "3")
+    monkeypatch.setenv("STUDIO_DEMO_EXP_RUNS", "3")
     with pytest.raises(StudioError, match="this plan has 4 runs and this demo allows 3 per experiment"):
         sweep(folder)
-    monkeypatch.setenv("STUDIO_DEMO_MAX_EXPERIMENT_RUNS", "8")
+    monkeypatch.setenv("STUDIO_DEMO_EXP_RUNS", "8")
     theirs = create_experiment(store, sweep(folder, owner="alice"))
     with pytest.raises(StudioError, match="only your own"):
         cancel_experiment(store, theirs.id, owner="bob")
