@@ -10,6 +10,8 @@ from studio import charts, paper_claims, ui
 from studio.safe_text import md_escape
 from studio.downloads import run_card
 from studio.per_class_table import per_class_section
+from studio.run_files import read_predictions, read_run, recipe_for
+from studio.labels import class_label, class_labels
 
 HIGHER = ["ACC", "AUC", "Macro F1", "Kappa"]
 LOWER = ["Log loss", "ECE", "Parameters", "Training time (s)", "Latency (ms)"]
@@ -31,90 +33,13 @@ def leaderboard(rows: list[dict]) -> pd.DataFrame:
                                "Problem", "Run id"]).astype({c: float for c in NUMERIC})
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _read_run(root: str, run_id: str, stamp: str) -> dict:
-    from core.runs import Run
-
-    run = Run(Path(root) / run_id)
-    return {"eval": _readable(run.eval), "epochs": run.metrics(kind="epoch"), "meta": _readable(run.meta)}
-
-
-def _readable(reader) -> dict:
-    """What ``reader`` returns, or ``{}`` for a damaged file: the table's Problem column says
-    which, and the other runs are still compared."""
-    from core.errors import StudioError
-
-    try:
-        return reader() or {}
-    except StudioError:
-        return {}
-
-
-def read_run(run_id: str) -> dict:
-    """A run's eval.json, epoch metrics and meta, cached until its files change."""
-    run = ui.store().get(run_id)
-    stamp = "/".join(ui.file_stamp(p) for p in (run.eval_path, run.metrics_path, run.meta_path))
-    return _read_run(str(ui.store().root), run_id, stamp)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _read_predictions(root: str, run_id: str, stamp: str) -> dict | None:
-    from core.runs import Run
-
-    preds = Run(Path(root) / run_id).predictions()
-    if preds is None or "test_scores" not in preds or "test_labels" not in preds:
-        return None
-    return {k: preds[k] for k in ("test_scores", "test_labels", "test_logits") if k in preds}
-
-
-def read_predictions(run_id: str) -> dict | None:
-    """A run's saved test scores, labels and (neural networks) logits, cached until the file changes."""
-    run = ui.store().get(run_id)
-    return _read_predictions(str(ui.store().root), run_id, ui.file_stamp(run.predictions_path))
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def _read_recipe(root: str, run_id: str, stamp: str) -> str:
-    from core.runs import Run
-
-    params = Run(Path(root) / run_id).params() or {}
-    return str(params.get("recipe") or (params.get("config") or {}).get("recipe") or "?")
-
-
-def seed_groups(rows: list[dict]) -> list[dict]:
-    """Finished runs that differ only by their seed (same dataset, model, size and recipe),
-    two seeds or more, with the mean and standard deviation of their test scores."""
-    from core.evaluate import summarize_seeds
-
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        if r["status"] != "completed" or r["seed"] is None:
-            continue
-        run = ui.store().get(r["run_id"])
-        recipe = _read_recipe(str(ui.store().root), r["run_id"], ui.file_stamp(run.params_path))
-        groups.setdefault((r["dataset"], r["model"], r["image_size"], recipe), []).append(r)
-    out = []
-    for (dataset, model, size, recipe), members in groups.items():
-        if len({m["seed"] for m in members}) < 2:
-            continue
-        tests = [read_run(m["run_id"])["eval"].get("test") or {} for m in members]
-        tests = [t for t in tests if "acc" in t]
-        if len(tests) < 2:
-            continue
-        summary = summarize_seeds(tests, keys=("acc", "auc"))
-        out.append({"Dataset": ui.dataset_label(dataset), "Model": model, "Size (px)": size, "Recipe": recipe,
-                    "Seeds": ", ".join(str(m["seed"]) for m in sorted(members, key=lambda m: m["seed"])),
-                    "Runs": len(tests),
-                    "Test ACC": _mean_std(summary["acc"]), "Test AUC": _mean_std(summary["auc"])})
-    return out
-
-
-def _mean_std(s: dict) -> str:
-    return "-" if s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
-
-
 def seeds_section(rows: list[dict]) -> None:
-    groups = seed_groups(rows)
+    from core.runs.leaderboard import mean_std_text, seed_groups
+
+    groups = [{"Dataset": ui.dataset_label(g["dataset"]), "Model": g["model"], "Size (px)": g["image_size"],
+               "Recipe": g["recipe"], "Seeds": ", ".join(map(str, g["seeds"])), "Runs": g["runs"],
+               "Test ACC": mean_std_text(g["acc"]), "Test AUC": mean_std_text(g["auc"])}
+              for g in seed_groups(rows, recipe_for, lambda r: read_run(r["run_id"])["eval"].get("test"))]
     if not groups:
         return
     st.subheader("Repeated with several seeds")
@@ -157,15 +82,23 @@ def metrics_table(selected: list[dict], data: dict) -> None:
         st.warning("These runs were trained on different datasets, so their scores are not directly comparable.")
 
 
+def honesty_section(selected: list[dict]) -> None:
+    """A warning for each selected run that is near chance or below the quick baseline."""
+    from studio.run_outcome import show_verdict, verdict_for
+
+    for r in selected:
+        if r["status"] == "completed":
+            show_verdict(verdict_for(r["run_id"]), who=r["label"])
+
+
 def roc_section(selected: list[dict], data: dict) -> None:
     curves_by_run = {r["label"]: (data[r["run_id"]]["eval"].get("test") or {}).get("roc") or [] for r in selected}
-    classes = list(dict.fromkeys(c["class"] for curves in curves_by_run.values() for c in curves))
+    classes, default = charts.roc_default_class(curves_by_run)  # a class every selected run has
     if not classes:
         st.info("No ROC curves yet: they appear once a run has finished and been evaluated.")
         return
-    binary = all(len(curves) == 2 for curves in curves_by_run.values())
-    default = classes.index(classes[1]) if binary and len(classes) > 1 else 0
-    chosen = st.selectbox("ROC curve of class", classes, index=default,
+    task = next(((data[r["run_id"]]["eval"].get("test") or {}).get("task") for r in selected), None)
+    chosen = st.selectbox("ROC curve of class", classes, index=default, format_func=lambda c: class_label(c, task),
                           help="Each class against all the others (one-vs-rest).")
     items = [{"label": label, **c} for label, curves in curves_by_run.items() for c in curves
              if c["class"] == chosen and c.get("fpr")]
@@ -181,7 +114,8 @@ def confusion_section(selected: list[dict], data: dict) -> None:
     for start in range(0, len(shown), 3):
         cols = st.columns(3)
         for col, (r, test) in zip(cols, shown[start:start + 3]):
-            col.plotly_chart(charts.confusion_heatmap(test["confusion_matrix"], test["class_names"], r["name"]),
+            names = class_labels(test["class_names"], test.get("task"))  # "grade 3" for an ordinal "3"
+            col.plotly_chart(charts.confusion_heatmap(test["confusion_matrix"], names, r["name"]),
                              key=f"cm-{r['run_id']}")
 
 
@@ -198,14 +132,15 @@ def scatter_section(rows: list[dict], selected: list[dict]) -> None:
 
 
 def claims_section(selected: list[dict]) -> None:
-    table = paper_claims.claims_table([{**r, "run": r["label"]} for r in selected])
+    # Datasets by their readable name: an import's server path never reaches the page.
+    table = paper_claims.claims_table([{**r, "run": r["label"]} for r in selected], dataset_label=ui.dataset_label)
     if table.empty:
         st.caption("None of the selected runs uses a seed paper's architecture, so there are no paper claims "
                    "to set beside them.")
         return
-    st.dataframe(table, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.3f") for c in ("paper claims (ACC)", "measured here (ACC)",
-                                                                   "difference")})
+    numbers = ["paper claims (ACC)", "measured here (ACC)", "difference"]
+    # "-" where a paper reports nothing for this dataset, never a raw None
+    st.dataframe(table.style.format(precision=3, na_rep="-", subset=numbers), hide_index=True)
     st.caption("Papers train longer, on their own splits and sometimes at other sizes; a gap is a reason to look "
                "closer, not proof either way.")
 
@@ -242,7 +177,7 @@ def uncertainty_section(selected: list[dict], data: dict) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
         c: st.column_config.NumberColumn(format="%.3f") for c in
         ("Mean entropy (nats)", "Mean top probability", "Spread of top probability (std)")})
-    st.caption("Grouped by the true class of each test image, as in the ARN-CNN paper (seed 001): the mean "
+    st.caption("Grouped by the true class of each test image, as in the ARN-CNN paper: the mean "
                "predictive entropy (0 = certain) and the mean and spread (standard deviation) of the top "
                "probability. A class with high entropy or a wide spread is one the model is often unsure about.")
 
@@ -417,6 +352,7 @@ def main() -> None:
         data = {r["run_id"]: read_run(r["run_id"]) for r in selected}
         st.subheader("Scores")
         metrics_table(selected, data)
+        honesty_section(selected)
         open_links(selected, compare=False)
         st.subheader("Learning curves")
         metric = st.radio("Curve", list(CURVES), format_func=CURVES.get, horizontal=True, label_visibility="collapsed")

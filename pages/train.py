@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from studio import charts, ui
+from studio import train_form as form
 from studio.safe_text import md_escape
 
 RECIPE_CHOICES = {
@@ -31,7 +32,9 @@ def pick_data():
         ui.page_link("datasets", "Go to Datasets", icon=":material/folder_open:")
         st.stop()
     c1, c2 = st.columns([3, 1])
-    spec = c1.selectbox("Dataset", options, format_func=ui.dataset_label,
+    # Remembered by the folder's name, never its server path (the URL is visible).
+    spec = c1.selectbox("Dataset", options, format_func=ui.dataset_label, key=form.choice("dataset", options,
+                                                                                          options[0], _data_name),
                         help="MedMNIST datasets in the data directory, and image folders you imported "
                              "on the Datasets page.")
     allowed = ui.limits().image_sizes or IMAGE_SIZES
@@ -40,21 +43,29 @@ def pick_data():
         st.warning(f"{md_escape(ui.dataset_label(spec))} is on disk only at sizes this demo does not train on; "
                    f"download it at {' or '.join(map(str, allowed))} px on the Datasets page.")
         st.stop()
-    size = c2.selectbox("Image size (px)", sizes, index=0 if spec in on_disk else min(1, len(sizes) - 1),
+    default = sizes[0 if spec in on_disk else min(1, len(sizes) - 1)]
+    size = c2.selectbox("Image size (px)", sizes, key=form.choice("size", sizes, default),
                         help="Sizes on disk for MedMNIST; your own images are resized to the size you pick. "
                              "Larger images show more detail but each epoch takes longer.")
     return spec, int(size)
+
+
+def _data_name(spec: str) -> str:
+    from pathlib import Path
+
+    return Path(spec).name
 
 
 def pick_model():
     from core.models import list_classical, list_models
 
     names = list_models() + list_classical()
-    model = st.selectbox("Architecture", names, index=names.index("medvcnn"), format_func=model_title,
+    model = st.selectbox("Architecture", names, key=form.choice("model", names, "medvcnn"), format_func=model_title,
                          help="The five seed papers' networks, classic ImageNet architectures, and classical "
                               "machine-learning baselines that work on raw pixels.")
-    extra = st.multiselect("Also queue one run with each of these architectures", [n for n in names if n != model],
-                           format_func=model_title,
+    others = [n for n in names if n != model]
+    extra = st.multiselect("Also queue one run with each of these architectures", others,
+                           format_func=model_title, key=form.choices("also", others),
                            help="Every architecture gets its own run with the same data and settings; "
                                 "they train one after the other and meet again on the Compare page.")
     return model, extra
@@ -63,19 +74,29 @@ def pick_model():
 @st.cache_data(show_spinner=False)
 def model_title(name: str) -> str:
     from core.models import list_classical, model_info
+    from studio.labels import paper_title
 
     if name in list_classical():
         return f"{name} · classical baseline (scikit-learn)"
-    return f"{name} · {model_info(name).paper}"
+    return f"{name} · {paper_title(model_info(name).paper)}"
 
 
 def pick_recipe(model: str) -> str:
+    from core.models import list_classical
     from core.train import get_recipe, paper_recipe_for
+    from core.train.recipes import recipe_summary
 
+    if model in list_classical():  # fitted in one pass: no optimiser, no epochs, no recipe to pick
+        st.caption("A classical baseline is fitted in one pass on the raw pixels: there is no training recipe "
+                   "to choose.")
+        return "default"
     choices = ["default", "paper", "medmnist"] if paper_recipe_for(model) else ["default", "medmnist"]
     recipe = st.radio("Training recipe", choices, format_func=RECIPE_CHOICES.get, horizontal=True,
+                      key=form.choice("recipe", choices, "default"),
                       help="A recipe fills in every setting below; change any of them under Advanced settings.")
-    st.caption(get_recipe(paper_recipe_for(model) if recipe == "paper" else recipe).description)
+    name = paper_recipe_for(model) if recipe == "paper" else recipe
+    # Plain words for the person; the optimiser, schedule and the like in the tooltip.
+    st.caption(recipe_summary(name), help=f"In technical terms: {get_recipe(name).description}")
     return recipe
 
 
@@ -88,45 +109,58 @@ def advanced(base, spec: str, size: int, model_supports_pretrained: bool) -> dic
     with st.expander("Advanced settings", icon=":material/tune:"):
         c1, c2, c3 = st.columns(3)
         cap = min(MAX_EPOCHS, ui.limits().max_epochs or MAX_EPOCHS)
-        v["epochs"] = c1.number_input("Epochs", 1, cap, min(base.epochs, cap),
+        v["epochs"] = c1.number_input("Epochs", 1, cap, key=form.setting("epochs", min(base.epochs, cap),
+                                                                         bounds=(1, cap), cast=int),
                                       help="How many times the model sees every training image. More epochs can "
                                            "learn more but take longer." + (f" This demo allows at most {cap}."
                                                                             if cap < MAX_EPOCHS else ""))
-        v["batch_size"] = c2.number_input("Batch size (0 = chosen for your data)", 0, MAX_BATCH, base.batch_size,
+        v["batch_size"] = c2.number_input("Batch size (0 = chosen for your data)", 0, MAX_BATCH,
+                                          key=form.setting("batch_size", base.batch_size, bounds=(0, MAX_BATCH),
+                                                           cast=int),
                                           help="Images per training step. Larger batches are faster per image but "
                                                "need more memory; small datasets learn better with small batches. "
                                                "0 lets the recipe choose from the number of images and epochs.")
-        v["lr"] = c3.number_input("Learning rate", 1e-6, 10.0, float(base.lr), step=1e-4, format="%.5f",
+        v["lr"] = c3.number_input("Learning rate", 1e-6, 10.0, step=1e-4, format="%.5f",
+                                  key=form.setting("lr", float(base.lr), bounds=(1e-6, 10.0), cast=float),
                                   help="How big each learning step is. Too high and training jumps around; "
                                        "too low and it crawls. 0.001 is a safe start.")
         c1, c2, c3 = st.columns(3)
-        v["optimizer"] = c1.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer),
+        v["optimizer"] = c1.selectbox("Optimiser", OPTIMIZERS,
+                                      key=form.setting("optimizer", base.optimizer, options=OPTIMIZERS),
                                       help="The rule that updates the weights. AdamW and Adam adapt the step "
                                            "per weight and work well out of the box; SGD is the classic.")
-        v["schedule"] = c2.selectbox("Learning-rate schedule", SCHEDULES, index=SCHEDULES.index(base.schedule),
+        v["schedule"] = c2.selectbox("Learning-rate schedule", SCHEDULES,
+                                     key=form.setting("schedule", base.schedule, options=SCHEDULES),
                                      format_func=lambda s: SCHEDULE_LABELS.get(s, s),
                                      help="How the learning rate changes during training.")
-        v["loss"] = c3.selectbox("Loss", LOSSES, index=LOSSES.index(base.loss), format_func=LOSS_LABELS.get,
+        v["loss"] = c3.selectbox("Loss", LOSSES, key=form.setting("loss", base.loss, options=LOSSES),
+                                 format_func=LOSS_LABELS.get,
                                  help="What the model is penalised for while learning. Automatic uses "
                                       "cross-entropy, or binary cross-entropy per label for multi-label data.")
         c1, c2, c3 = st.columns(3)
         v["early_stopping"] = c1.number_input("Early stopping (epochs without improvement)", 0, 100,
-                                              base.early_stopping, help="Stop when the validation score has not "
+                                              key=form.setting("early_stopping", base.early_stopping,
+                                                               bounds=(0, 100), cast=int), help="Stop when the validation score has not "
                                               "improved for this many epochs. 0 turns it off.")
-        v["seed"] = c2.number_input("Random seed", 0, 2**31 - 1, base.seed, help="The same seed and settings "
+        v["seed"] = c2.number_input("Random seed", 0, 2**31 - 1,
+                                    key=form.setting("seed", base.seed, bounds=(0, 2**31 - 1), cast=int), help="The same seed and settings "
                                     "train the same model again. Try a few seeds to see how much results vary.")
-        v["max_minutes"] = c3.number_input("Time limit (minutes, 0 = none)", 0.0, 10080.0, float(base.max_minutes),
-                                           step=5.0, help="Stop training after this many minutes and keep the "
+        v["max_minutes"] = c3.number_input("Time limit (minutes, 0 = none)", 0.0, 10080.0, step=5.0,
+                                           key=form.setting("max_minutes", float(base.max_minutes),
+                                                            bounds=(0.0, 10080.0), cast=float), help="Stop training after this many minutes and keep the "
                                                           "best model so far.")
         c1, c2 = st.columns(2)
-        v["class_weights"] = c1.checkbox("Weight rare classes more", base.class_weights,
+        v["class_weights"] = c1.checkbox("Weight rare classes more",
+                                         key=form.setting("class_weights", base.class_weights),
                                          help="Makes mistakes on rare classes cost more, so an imbalanced "
                                               "dataset does not teach the model to ignore them.")
         if model_supports_pretrained:
-            v["pretrained"] = c2.checkbox("Start from ImageNet weights", base.pretrained,
+            v["pretrained"] = c2.checkbox("Start from ImageNet weights",
+                                          key=form.setting("pretrained", base.pretrained),
                                           help="Start from weights learned on everyday photos (needs a network "
                                                "connection the first time).")
-        v["augment"] = st.selectbox("Data augmentation", AUGMENT_PRESETS, index=AUGMENT_PRESETS.index(base.augment),
+        v["augment"] = st.selectbox("Data augmentation", AUGMENT_PRESETS,
+                                    key=form.setting("augment", base.augment, options=AUGMENT_PRESETS),
                                     format_func=describe_augment,
                                     help="Random changes to the training images (flips, rotations, shifts) so "
                                          "the model learns what matters, not where it sits in the picture.")
@@ -179,19 +213,24 @@ def model_card(model: str, size: int, facts: dict, batch: int, epochs: int) -> N
             st.caption("Works on the raw pixels, with no training epochs; it usually fits in seconds to "
                        "minutes. A useful yardstick for the neural networks.")
             return
+        from studio.labels import paper_title
+        from studio.time_estimate import estimate, wait_for_estimate
+
         info = model_info(model, facts["channels"], facts["num_classes"], size)
-        st.markdown(f"**{model}** — from *{info.paper}*")
+        st.markdown(f"**{model}** — from *{md_escape(paper_title(info.paper))}*")
         st.write(info.description)
-        device = pick_device("auto")
-        with st.spinner("Timing a few training steps on this machine..."):
-            cost = ui.step_cost(model, size, facts["channels"], facts["num_classes"], batch, str(device))
-        epoch_s = ui.epoch_seconds(cost, batch, facts["n_train"], facts["n_val"])
-        st.markdown(
-            f"- **Size:** {info.params:,} trainable parameters at {size} px\n"
-            f"- **Time per epoch:** {ui.fmt_estimate(epoch_s)}\n"
-            f"- **{epochs} epoch{'s' if epochs != 1 else ''}:** {ui.fmt_estimate(epoch_s * epochs)}")
-        st.caption(f"Times measured just now with a few training steps on {ui.device_label()}, for "
-                   f"{facts['n_train']:,} training images; other work on the machine slows them down.")
+        device = str(pick_device("auto"))
+        # From the last similar run, else timed in the background: Start is never held back by it.
+        found = estimate(model, size, facts, batch, device)
+        per_epoch = ui.fmt_estimate(found.epoch_seconds) if found else "being measured..."
+        total = ui.fmt_estimate(found.epoch_seconds * epochs) if found else "being measured..."
+        st.markdown(f"- **Size:** {info.params:,} trainable parameters at {size} px\n"
+                    f"- **Time per epoch:** {per_epoch}\n"
+                    f"- **{epochs} epoch{'s' if epochs != 1 else ''}:** {total}")
+        if found:
+            st.caption(md_escape(found.source))
+        else:
+            wait_for_estimate(model, size, facts, batch, device)
 
 
 def launch(spec: str, size: int, models: list[str], recipe: str, changed: dict, name: str) -> list[str]:
@@ -230,18 +269,18 @@ def run_panel(store, row: dict) -> None:
             with ui.guard("resuming the run"):
                 ui.runner().submit_existing(run_id, owner=ui.session_owner())
                 st.toast("Queued again; it continues from its last checkpoint.")
+        from core.models import list_classical
+        from studio import run_outcome as outcome
+
+        classical = row["model"] in list_classical()
         epochs = meta.get("epochs") or row.get("epochs") or "?"
-        if status == "running":
-            epoch = meta.get("epoch") or 0
-            eta = meta.get("eta_seconds")
-            left = f" · {ui.fmt_estimate(eta)} left" if eta is not None else " · estimating time left..."
-            st.progress(min(1.0, float(meta.get("progress") or 0.0)),
-                        text=f"Epoch {max(1, epoch)} of {epochs}{left}")
+        if status == "running":  # time left within the time limit (core.train.progress)
+            st.progress(min(1.0, float(meta.get("progress") or 0.0)), text=outcome.progress_text(meta, epochs))
         elif status == "queued":
             st.caption("Waiting for its turn: runs train one at a time on this machine.")
         elif status == "completed":
-            st.success(f"Finished in {ui.fmt_duration(meta.get('train_seconds'))}: test accuracy "
-                       f"{ui.fmt_metric(row.get('test_acc'))}, test AUC {ui.fmt_metric(row.get('test_auc'))}.")
+            st.success(outcome.finished_text(meta, row, classical))  # ... and why it stopped
+            outcome.show_verdict(outcome.verdict_for(run_id))  # near chance / below the quick baseline
             from studio.run_links import run_link
 
             links = st.columns(4)
@@ -253,8 +292,7 @@ def run_panel(store, row: dict) -> None:
         elif status in ("failed", "interrupted"):
             st.error(md_escape(ui.sentence(meta.get("error") or f"The run is {status}.")))
         elif status == "cancelled":
-            st.info(f"Cancelled after epoch {meta.get('epochs_done') or meta.get('epoch') or 0}; "
-                    "press Resume to continue it.")
+            st.info(outcome.cancelled_text(meta))
         last, figure, steps = epoch_view(str(run.dir), ui.file_stamp(run.metrics_path))
         if status == "running" and steps is not None:
             st.plotly_chart(steps, key=f"steps-{run_id}")
@@ -277,7 +315,7 @@ def epoch_view(run_dir: str, stamp: str):
     records = run.metrics(kind="epoch")
     steps = run.metrics(kind="step")
     return (records[-1] if records else None, charts.learning_curves(records) if records else None,
-            charts.step_curves(steps) if steps else None)
+            charts.step_curves(steps) if charts.enough_steps(steps) else None)  # no one-point chart
 
 
 @st.fragment(run_every=2)
@@ -319,11 +357,16 @@ def main() -> None:
     with left:
         model, extra = pick_model()
         recipe = pick_recipe(model)
-        name = st.text_input("Run name (optional)", placeholder="e.g. first try",
+        name = st.text_input("Run name (optional)", placeholder="e.g. first try", key=form.text("name"),
                              help="A name to find the run by; you can rename it later on the Compare page.")
     base = make_config(spec, model, recipe, image_size=size)
     pretrained_ok = model not in list_classical() and model_info(model).supports_pretrained
-    changed = advanced(base, spec, size, pretrained_ok)
+    if all(m in list_classical() for m in (model, *extra)):
+        changed = {}  # no optimiser, schedule or epochs to set for a classical baseline
+    else:
+        changed = advanced(base, spec, size, pretrained_ok)
+    form.remember({"dataset": _data_name(spec), "size": size, "model": model, "also": extra,
+                   "recipe": recipe, "name": name.strip()}, changed)
     settings = dataclasses.replace(base, **{k: v for k, v in changed.items()})
     batch = settings.batch_size
     if batch == 0 and facts.get("n_train"):

@@ -49,19 +49,19 @@ _add(Recipe(
          gamma=0.1, loss="auto", augment="none", monitor="val_auc"),
 ))
 _add(Recipe(
-    "medvcnn", "MedvCNN, seed 000",
+    "medvcnn", "MedvCNN paper",
     "Paper recipe: SGD lr 0.001 with momentum 0.9, batch 128, 50 epochs, cross-entropy.",
     dict(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=128, epochs=50, schedule="none", loss="auto",
          augment="none", monitor="val_loss"),
 ))
 _add(Recipe(
-    "medvlstm", "MedvLSTM, seed 000",
+    "medvlstm", "MedvCNN paper (MedvLSTM)",
     "Paper recipe (shared with MedvCNN): SGD lr 0.001 with momentum 0.9, batch 128, 50 epochs.",
     dict(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=128, epochs=50, schedule="none", loss="auto",
          augment="none", monitor="val_loss"),
 ))
 _add(Recipe(
-    "arn_cnn", "ARN-CNN, seed 001",
+    "arn_cnn", "ARN-CNN paper",
     "Paper recipe: Adamax lr 0.001, batch 40, halve the rate when val loss stalls, early stopping "
     "after 3 epochs, small L1/L2 on dense layers, and 'dwell' (undo epochs that did not help).",
     dict(optimizer="adamax", lr=1e-3, batch_size=40, epochs=100, schedule="plateau", plateau_factor=0.5,
@@ -69,30 +69,63 @@ _add(Recipe(
          augment="none", monitor="val_loss"),
 ))
 _add(Recipe(
-    "snet", "S-Net, seed 002",
+    "snet", "S-Net paper",
     "Paper recipe: Adam, 30 epochs, L2 0.001, rotation/zoom/flip/shift/shear augmentation, "
     "the epoch with the lowest validation loss.",
     dict(optimizer="adam", lr=1e-3, batch_size=32, epochs=30, schedule="none", weight_decay=1e-3,
          loss="auto", augment="snet", monitor="val_loss"),
 ))
 _add(Recipe(
-    "quadsnet", "QuadSNet, seed 003",
+    "quadsnet", "QuadSNet paper",
     "Paper recipe: Adam lr 0.0001, batch 32, margin loss with class weights for imbalance.",
     dict(optimizer="adam", lr=1e-4, batch_size=32, epochs=50, schedule="none", loss="margin",
          class_weights=True, augment="none", monitor="val_loss"),
 ))
 _add(Recipe(
-    "bloodcnn", "Blood-cell CNN, seed 004",
+    "bloodcnn", "Blood-cell paper (baseline CNN)",
     "Our reading (the paper gives no recipe): Adam lr 0.001, batch 32, 30 epochs, cross-entropy.",
     dict(optimizer="adam", lr=1e-3, batch_size=32, epochs=30, schedule="none", loss="auto",
          augment="none", monitor="val_loss"),
 ))
 _add(Recipe(
-    "cnn_lstm", "CNN-LSTM, seed 004",
+    "cnn_lstm", "Blood-cell paper (CNN-LSTM)",
     "Our reading (the paper gives no recipe): Adam lr 0.001, batch 32, 30 epochs, cross-entropy.",
     dict(optimizer="adam", lr=1e-3, batch_size=32, epochs=30, schedule="none", loss="auto",
          augment="none", monitor="val_loss"),
 ))
+
+
+# What each recipe does, in words a clinician reads; the page shows the technical
+# description (optimiser, schedule, ...) beside it in a help tooltip.
+SUMMARIES: dict[str, str] = {
+    "default": "Learns fast, sees slightly shifted and mirrored copies of the training images, checks itself "
+               "on held-back images after every round and keeps its best version.",
+    "medmnist": "The recipe the MedMNIST benchmark used: a long, steady training on the images as they are, "
+                "keeping the version that did best on held-back images.",
+    "medvcnn": "As the MedvCNN paper trained it: slow, steady learning for 50 rounds on the images as they are.",
+    "medvlstm": "As the MedvCNN paper trained MedvLSTM: slow, steady learning for 50 rounds on the images as they "
+                "are.",
+    "arn_cnn": "As the ARN-CNN paper trained it: slows its learning when it stops improving, undoes rounds that did "
+               "not help, and stops early when held-back images show no more progress.",
+    "snet": "As the S-Net paper trained it: 30 rounds on turned, zoomed, mirrored and shifted copies of the images, "
+            "keeping the version that erred least on held-back images.",
+    "quadsnet": "As the QuadSNet paper trained it: careful small steps, with rare classes counted more so they are "
+                "not ignored.",
+    "bloodcnn": "A plain, steady training for 30 rounds (the blood-cell paper gives no recipe; this is our reading).",
+    "cnn_lstm": "A plain, steady training for 30 rounds (the blood-cell paper gives no recipe; this is our reading).",
+}
+
+
+def recipe_summary(name: str) -> str:
+    """What a recipe does in plain words (its technical description when it has none).
+
+    Args:
+        name: a recipe name (``paper`` is not resolved here; pass the model's recipe).
+
+    Returns:
+        One or two sentences for a person who does not train models.
+    """
+    return SUMMARIES.get(name) or get_recipe(name).description
 
 
 def list_recipes() -> list[str]:
