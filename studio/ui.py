@@ -200,10 +200,7 @@ def sidebar() -> None:
         st.markdown(f"**Device**  \n{device_label()}")
         st.markdown("**Runs train on**")
         st.text(executor_label())
-        active = store().list_runs(status=list(ACTIVE))
-        if active:
-            running = sum(r["status"] == "running" for r in active)
-            st.markdown(f"**Training now**  \n{running} running, {len(active) - running} waiting")
+        training_now()
         user = signed_in_user()
         if user is not None:
             st.markdown(f"**Signed in as**  \n{md_escape(user)}")
@@ -219,6 +216,19 @@ def sidebar() -> None:
         st.code(str(runs_dir().resolve()), language=None, wrap_lines=True)
         st.markdown("**Datasets are read from**")
         st.code(str(data_dir().resolve()), language=None, wrap_lines=True)
+
+
+@st.fragment(run_every=3)
+def training_now() -> None:
+    """The sidebar's queue line, redrawn every few seconds: the sidebar is drawn before the
+    page, so a run queued by this very page (or finishing elsewhere) would otherwise show
+    only after the next click."""
+    from studio.labels import queue_text
+
+    with guard("counting the runs in the queue"):
+        line = queue_text(store().list_runs(status=list(ACTIVE)))
+        if line:
+            st.markdown(f"**Training now**  \n{line}")
 
 
 def executor_label() -> str:
@@ -351,7 +361,8 @@ def dataset_label(spec: Any) -> str:
     if not isinstance(spec, str):
         return "-"
     if "/" in spec or os.sep in spec:
-        return f"{Path(spec).name} (your images)"
+        # Imports are kept as "<name>-<8 hex digits of their content hash>"; people named them <name>.
+        return f"{re.sub(r'-[0-9a-f]{8}$', '', Path(spec).name)} (your images)"
     return spec
 
 
