@@ -24,6 +24,7 @@ navigation = st.navigation([
     st.Page(ui.PAGES["datasets"], title="Datasets", icon=":material/folder_open:"),
     st.Page(ui.PAGES["train"], title="Train", icon=":material/model_training:"),
     st.Page(ui.PAGES["compare"], title="Compare", icon=":material/leaderboard:"),
+    st.Page("../pages/experiments.py", title="Experiments", icon=":material/science:"),
     st.Page(ui.PAGES["classify"], title="Classify", icon=":material/image_search:"),
 ])
 ui.sidebar()

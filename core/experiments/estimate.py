@@ -107,15 +107,22 @@ def check_visitor_budget(store: Any, exp: Experiment) -> None:
     budget = getattr(limits, "max_experiment_minutes", None)
     if budget is None:
         return
-    book = ExperimentBook(store)
-    used = 0.0
-    for row in book.list():
-        if row.get("owner") == exp.owner and row["exp_id"] != exp.id:
-            try:
-                used += estimate_experiment(store, book.get(row["exp_id"]))["seconds"] / 60
-            except StudioError:
-                continue
+    used = visitor_minutes(store, exp.owner, exclude=exp.id)
     wanted = estimate_experiment(store, exp)["seconds"] / 60
     if used + wanted > budget:
         raise StudioError(f"this experiment needs about {wanted:.0f} min and you have used {used:.0f} of the "
                           f"{budget} min this demo gives each visitor; delete an experiment or plan a smaller one")
+
+
+def visitor_minutes(store: Any, owner: str | None, exclude: str | None = None) -> float:
+    """Estimated minutes of every stored experiment of ``owner`` (what the demo's budget per
+    visitor counts), leaving out the experiment ``exclude``."""
+    book = ExperimentBook(store)
+    used = 0.0
+    for row in book.list():
+        if row.get("owner") == owner and row["exp_id"] != exclude:
+            try:
+                used += estimate_experiment(store, book.get(row["exp_id"]))["seconds"] / 60
+            except StudioError:
+                continue
+    return used
