@@ -8,6 +8,7 @@ binds each to its function with ``set_defaults(func=...)``:
 - :mod:`core.cli.eval`: ``eval``
 - :mod:`core.cli.catalogue`: ``models``, ``datasets``, ``recipes``
 - :mod:`core.cli.predict`: ``predict``; :mod:`core.cli.export`: ``export``
+- :mod:`core.cli.experiments`: ``sweep``, ``seeds``, ``ablation``, ``auto``, ``experiments``, ``experiment``
 - :mod:`core.cli.scale`: ``--executor ray``, ``--processes``, torchrun
 - :mod:`core.cli.common`: the parser, shared flags, table printing, a run's closing line
 
@@ -21,12 +22,12 @@ import argparse
 import sys
 from typing import Sequence
 
-from core.cli import catalogue, eval as eval_cmd, export, predict, runs, train
+from core.cli import catalogue, eval as eval_cmd, experiments, export, predict, runs, train
 from core.cli.common import Parser
 from core.errors import StudioError
 
 #: Command groups in the order ``--help`` lists them.
-GROUPS = (train, runs, eval_cmd, catalogue, predict, export)
+GROUPS = (train, runs, eval_cmd, catalogue, predict, export, experiments)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,9 +23,12 @@ from core.experiments.space import config_for, distributions, size_space
 
 logger = logging.getLogger(__name__)
 
-#: Seconds after the deadline that trials still finishing (their last evaluation) get.
+#: Seconds after the deadline that trials still finishing (their last evaluation) get, at least.
 GRACE_S = 20.0
 _MIN_TRIAL_S = 8.0
+#: A trial's cost beyond its training (worker start, data loading, final evaluation), assumed
+#: until a finished trial shows the real figure on this machine.
+OVERHEAD_S = 15.0
 
 
 def study_from_runs(exp: Experiment, rows: list[dict[str, Any]]):
@@ -107,7 +110,8 @@ class AutoSearch:
         if not rows:
             self.study.enqueue_trial(self.space["default"])
         cheapest = min((a["epoch_seconds"] or 0.0) for a in self.space["arches"])
-        self.min_trial_s = max(_MIN_TRIAL_S, 2 * cheapest + 5.0)
+        self.min_train_s = max(_MIN_TRIAL_S, 2 * cheapest + 5.0)
+        self.overhead_s = OVERHEAD_S
         self.optuna = optuna
 
     # -- the driver's calls ----------------------------------------------------------------
@@ -116,13 +120,13 @@ class AutoSearch:
 
         remaining = self.deadline - time.time()
         max_trials = self.plan.get("max_trials")
-        if remaining < self.min_trial_s or (max_trials is not None and self.asked >= max_trials):
+        if remaining < self.min_train_s + self.overhead_s or (max_trials is not None and self.asked >= max_trials):
             self.closed = True
         while not self.closed and len(self.backlog) < free:
             trial = self.study.ask(self.dists)
             self.asked += 1
             cfg = config_for(self.space, trial.params, exp.dataset, seed=int(self.plan.get("seed", 0)),
-                             remaining_s=remaining - 5.0, data_dir=self.plan.get("data_dir"))
+                             remaining_s=remaining - self.overhead_s, data_dir=self.plan.get("data_dir"))
             label = f"trial {trial.number}: " + " ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
             entry = {"label": label, "settings": dict(trial.params), "config": cfg.to_dict()}
             params = member_params(exp, entry, trial=trial.number)
@@ -151,10 +155,11 @@ class AutoSearch:
                 if trial.should_prune():
                     logger.info("pruning trial %d (run %s) after epoch %d", trial.number, run_id, last)
                     self._cancel(runner, run_id)
-                elif now > self.deadline + GRACE_S:
+                elif now > self.deadline + max(GRACE_S, self.overhead_s):
                     self._cancel(runner, run_id)
             elif status == "completed":
                 self._report(run_id, trial, last)
+                self._learn_overhead(row)
                 value = row.get(self.metric)
                 value = value if value is not None else row.get("val_acc")
                 if value is None or not math.isfinite(value):
@@ -168,7 +173,7 @@ class AutoSearch:
                 del self.live[run_id]
 
     def done(self, rows: list[dict[str, Any]]) -> bool:
-        if time.time() > self.deadline - self.min_trial_s:
+        if time.time() > self.deadline - self.min_train_s - self.overhead_s:
             self.closed = True
         return self.closed and not self.backlog
 
@@ -184,6 +189,18 @@ class AutoSearch:
                 trial.report(float(value), epoch)
                 last = epoch
         return last
+
+    def _learn_overhead(self, row: dict[str, Any]) -> None:
+        from core.experiments.driver import _parse
+
+        try:
+            meta = self.store.get(row["run_id"]).meta()
+        except StudioError:
+            return
+        start, end = _parse(meta.get("launched")), _parse(meta.get("finished"))
+        if start and end and isinstance(meta.get("train_seconds"), (int, float)):
+            self.overhead_s = max(self.overhead_s if self.overhead_s != OVERHEAD_S else 0.0,
+                                  end - start - float(meta["train_seconds"]), 5.0)
 
     def _cancel(self, runner: Any, run_id: str) -> None:
         self.pruned.add(run_id)
