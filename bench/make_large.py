@@ -36,9 +36,9 @@ def add_arguments(p) -> None:
 
 def split_sizes(flag: str, total: int) -> dict[str, int]:
     """``total`` images split in the official train/val/test proportions of ``flag``."""
-    from medmnist import INFO
+    from core.data import medmnist_facts
 
-    official = INFO[flag]["n_samples"]
+    official = medmnist_facts(flag).n_samples
     whole = sum(official.values())
     val = max(1, round(total * official["val"] / whole))
     test = max(1, round(total * official["test"] / whole))
@@ -73,12 +73,12 @@ def write_npz(path: str | os.PathLike, flag: str, size: int, total: int, seed: i
     Returns:
         split -> number of images.
     """
-    from medmnist import INFO
+    from core.data import medmnist_facts
 
-    info = INFO[flag]
-    if info["task"].startswith("multi-label"):
+    facts = medmnist_facts(flag)
+    if facts.task == "multi-label":
         raise SystemExit(f"{flag} is multi-label; pick a single-label dataset such as pathmnist")
-    k, channels = len(info["label"]), int(info["n_channels"])
+    k, channels = facts.num_classes, facts.channels
     sizes = split_sizes(flag, total)
     patterns = class_patterns(k, size, channels)
     rng = np.random.default_rng(seed)
@@ -112,12 +112,10 @@ def write_npz(path: str | os.PathLike, flag: str, size: int, total: int, seed: i
 def run(args) -> int:
     from tqdm import tqdm
 
-    from core.data.medmnist_source import medmnist_filename
-
-    from medmnist import INFO
+    from core.data import medmnist_facts, medmnist_filename
 
     flag = args.flag.lower()
-    channels = int(INFO[flag]["n_channels"])
+    channels = medmnist_facts(flag).channels
     per_image = args.size * args.size * channels
     total = math.ceil(args.gb * 1024**3 / per_image)
     path = Path(args.out).expanduser() / medmnist_filename(flag, args.size)

@@ -36,12 +36,14 @@ def reference_images_per_second(model, flag: str, size: int, data_dir: str, step
     import medmnist
     from torchvision import transforms
 
-    info = medmnist.INFO[flag]
-    cls = getattr(medmnist, info["python_class"])
+    from core.data import medmnist_facts
+
+    facts = medmnist_facts(flag)
+    cls = getattr(medmnist, facts.python_class)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean=[0.5], std=[0.5])])
     ds = cls(split="train", transform=tf, download=False, root=data_dir, size=None if size == 28 else size)
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
-    multi_label = info["task"] == "multi-label, binary-class"
+    multi_label = facts.task == "multi-label"
     criterion = torch.nn.BCEWithLogitsLoss() if multi_label else torch.nn.CrossEntropyLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
@@ -93,16 +95,15 @@ def studio_images_per_second(model, flag: str, size: int, data_dir: str, steps: 
 
 
 def run(args) -> int:
-    import medmnist
-
+    from core.data import medmnist_facts
     from core.models import create_model
     from core.paths import data_dir as default_data_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)
     flag = args.dataset.lower()
-    info = medmnist.INFO[flag]
-    channels, classes = info["n_channels"], len(info["label"])
+    facts = medmnist_facts(flag)
+    channels, classes = facts.channels, facts.num_classes
     root = str(default_data_dir(args.data_dir))
     torch.manual_seed(0)
     base = create_model(args.model, channels, classes, args.size)

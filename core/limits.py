@@ -18,20 +18,22 @@ variable                        default  limits
 ``STUDIO_DEMO_EXP_MINUTES``     30       estimated minutes of all of a visitor's experiments
 ==============================  =======  ==================================================
 
-The checks live in core (:func:`core.train.config.validate`, :meth:`core.runs.JobRunner.submit`,
-:func:`core.data.safe_zip.extract_zip`, :meth:`core.runs.RunStore.delete`), so the pages and
-``python -m core`` obey the same limits.
+This module is policy only: it reads the environment and judges numbers it is given (it
+imports neither :mod:`core.data` nor :mod:`core.train`). The callers apply it in core
+(:func:`core.train.config.validate` counts the dataset, :meth:`core.runs.JobRunner.submit`,
+:meth:`core.runs.RunStore.delete`) and pass its caps down (``max_entries`` of
+:func:`core.data.safe_zip.extract_zip` and of :func:`core.data.inputs.iter_image_sources`),
+so the pages and ``python -m core`` obey the same limits.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from core.errors import ConfigError, DataError
+from core.errors import ConfigError, DataError, StudioError
 
 DEMO_ENV = "STUDIO_DEMO"
 
@@ -198,63 +200,47 @@ def check_upload_size(nbytes: int, filename: str, limits: Limits | None = None) 
         )
 
 
-def check_dataset_size(spec: str, limits: Limits | None = None) -> None:
+def check_upload_count(n_imported: int, what: str = "image folders", limits: Limits | None = None) -> None:
+    """Refuse one more import when a visitor already keeps as many as the demo allows.
+
+    Args:
+        n_imported: how many this visitor has imported.
+        what: what they are called in the message ("image folders", "datasets").
+        limits: the limits in force; defaults to :func:`current_limits`.
+
+    Raises:
+        StudioError: when ``n_imported`` has reached ``max_uploads``.
+    """
+    limits = limits or current_limits()
+    if limits.max_uploads is not None and n_imported >= limits.max_uploads:
+        raise StudioError(
+            f"you have imported {limits.max_uploads} {what}, the most this demo keeps per visitor; "
+            "train on one of them instead"
+        )
+
+
+def check_dataset_size(spec: str, n_images: int | None, limits: Limits | None = None) -> None:
     """Refuse a dataset with more images than the demo trains on.
+
+    Args:
+        spec: the dataset (MedMNIST name or path; its name is quoted).
+        n_images: its images, counted up to one past ``max_images``
+            (:func:`core.data.count_dataset_images` with ``stop_after=max_images + 1``);
+            None when it cannot be told (loading it will say what is wrong).
+        limits: the limits in force; defaults to :func:`current_limits`.
 
     Raises:
         ConfigError: when the dataset has more than ``max_images`` images.
     """
     limits = limits or current_limits()
-    if limits.max_images is None:
+    if limits.max_images is None or n_images is None or n_images <= limits.max_images:
         return
-    n = count_dataset_images(spec, stop_after=limits.max_images + 1)
-    if n is not None and n > limits.max_images:
-        # A folder is counted only up to one past the limit, so its exact size is unknown.
-        amount = f"more than {limits.max_images:,}" if n == limits.max_images + 1 else f"{n:,}"
-        raise ConfigError(
-            f"{_dataset_name(spec)} has {amount} images and this demo trains on at most "
-            f"{limits.max_images:,}; pick a smaller dataset"
-        )
-
-
-def count_dataset_images(spec: str, stop_after: int | None = None) -> int | None:
-    """How many images a dataset has, without decoding any.
-
-    Args:
-        spec: a MedMNIST name (its official split sizes are summed, whether or not the file
-            is on disk), or a folder or ``.zip`` (files with an image extension are counted).
-        stop_after: stop counting a folder or zip once this many are found.
-
-    Returns:
-        The count (at most ``stop_after``), or None when ``spec`` is neither (loading it
-        will say what is wrong).
-    """
-    from core.data.images import IMAGE_EXTENSIONS
-    from core.data.medmnist_source import list_medmnist
-
-    text = str(spec).strip()
-    if text.lower() in list_medmnist():
-        from medmnist import INFO
-
-        return int(sum(INFO[text.lower()]["n_samples"].values()))
-    path = Path(text).expanduser()
-    count = 0
-    if path.is_dir():
-        for _, dirnames, filenames in os.walk(path):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__MACOSX"]
-            count += sum(1 for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
-            if stop_after is not None and count >= stop_after:
-                return stop_after
-        return count
-    if path.is_file() and zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = [i.filename for i in zf.infolist() if not i.is_dir()]
-        except (OSError, zipfile.BadZipFile, ValueError):
-            return None
-        count = sum(1 for n in names if n.lower().endswith(IMAGE_EXTENSIONS))
-        return min(count, stop_after) if stop_after is not None else count
-    return None
+    # A folder is counted only up to one past the limit, so its exact size is unknown.
+    amount = f"more than {limits.max_images:,}" if n_images == limits.max_images + 1 else f"{n_images:,}"
+    raise ConfigError(
+        f"{_dataset_name(spec)} has {amount} images and this demo trains on at most "
+        f"{limits.max_images:,}; pick a smaller dataset"
+    )
 
 
 def _dataset_name(spec: str) -> str:

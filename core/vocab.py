@@ -15,7 +15,7 @@ SPLITS = ("train", "val", "test")
 #: Image side lengths a model is built for (MedMNIST's and MedMNIST+'s sizes).
 IMAGE_SIZES: tuple[int, ...] = (28, 64, 128, 224)
 
-#: ``medmnist.INFO[flag]["task"]`` -> our task name.
+#: medmnist's task names (the ``task`` of each dataset in its table) -> our task name.
 MEDMNIST_TASKS = {
     "binary-class": "binary",
     "multi-class": "multi-class",

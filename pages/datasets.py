@@ -14,17 +14,13 @@ FOLDER_PICK = "datasets_folder_pick"  # an imported dataset the "Your own images
 
 @st.cache_data(show_spinner=False)
 def medmnist_catalogue() -> pd.DataFrame:
-    import medmnist
-
-    from core.data import list_medmnist
+    from core.data import list_medmnist, medmnist_facts
 
     rows = []
-    for flag in list_medmnist():
-        info = medmnist.INFO[flag]
-        rows.append({"dataset": flag, "about": info["description"].split(". ")[0] + ".",
-                     "task": info["task"], "classes": len(info["label"]),
-                     "colour": "RGB" if info["n_channels"] == 3 else "grayscale",
-                     "images": sum(info["n_samples"].values())})
+    for facts in map(medmnist_facts, list_medmnist()):
+        rows.append({"dataset": facts.flag, "about": facts.about, "task": facts.medmnist_task,
+                     "classes": facts.num_classes, "colour": "RGB" if facts.channels == 3 else "grayscale",
+                     "images": facts.n_images})
     return pd.DataFrame(rows)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.errors import StudioError
 from studio import ui
 
 
@@ -28,16 +27,12 @@ def save_npz_upload(filename: str, data: bytes, owner: str) -> Path:
     """
     from core.data import import_npz_dataset
     from core.data.npz_source import is_npz_dataset, npz_dataset_folder
-    from core.limits import check_upload_size
+    from core.limits import check_upload_count, check_upload_size
 
     lim = ui.limits()
     check_upload_size(len(data), Path(filename).name, lim)
     root = ui.uploads_root(owner)
     if is_npz_dataset(npz_dataset_folder(data, filename, root)):
         return npz_dataset_folder(data, filename, root)  # imported before: the same folder again
-    if lim.max_uploads is not None and len(ui.list_uploads(owner)) >= lim.max_uploads:
-        raise StudioError(
-            f"you have imported {lim.max_uploads} datasets, the most this demo keeps per visitor; "
-            "train on one of them instead"
-        )
+    check_upload_count(len(ui.list_uploads(owner)), "datasets", lim)
     return import_npz_dataset(data, filename, root)

@@ -1,5 +1,8 @@
 """What the pages share: the cached run store and job runner, the sidebar, the error
-boundary, dataset look-ups, the epoch-time estimate and number formatting.
+boundary, and cached dataset look-ups. No engine code: the uploads store is
+:mod:`core.data.uploads`, MedMNIST facts :mod:`core.data.medmnist_info`, step timing
+:mod:`core.train.step_timer`; number and message formatting is :mod:`studio.formatting` and
+sign-in :mod:`studio.sign_in` (their names are re-exported here, as the pages call them).
 
 Only thread-safe shared objects go into ``st.cache_resource`` (the run store, the job
 runner, a loaded model); data and tables go into ``st.cache_data``.
@@ -8,13 +11,9 @@ runner, a loaded model); data and tables go into ``st.cache_data``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import math
 import os
 import re
-import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,9 +21,15 @@ from typing import Any, Iterator
 import numpy as np
 import streamlit as st
 
+from core.data import uploads
+from core.data.uploads import owner_folder  # noqa: F401 - the pages' name for it
 from core.errors import StudioError
 from core.paths import data_dir, runs_dir
+from core.train.step_timer import epoch_seconds, measure_train_step  # noqa: F401 - the pages' names
+from studio.formatting import (STATUS_ICONS, STATUS_LABELS, fmt_count, fmt_duration, fmt_estimate,  # noqa: F401
+                               fmt_metric, fmt_time, plain, sentence, status_label)
 from studio.safe_text import md_escape
+from studio.sign_in import auth_settings, require_sign_in, signed_in_user  # noqa: F401 - app.py calls ui.require_sign_in
 
 log = logging.getLogger("studio")
 
@@ -37,28 +42,7 @@ PAGES = {
     "classify": "../pages/classify.py",
 }
 
-STATUS_LABELS = {
-    "queued": "Queued",
-    "running": "Running",
-    "completed": "Completed",
-    "failed": "Failed",
-    "cancelled": "Cancelled",
-    "interrupted": "Interrupted",
-    "unknown": "Unknown",
-}
-# Material icons (Streamlit ships the font, so they show in every browser) for markdown.
-STATUS_ICONS = {
-    "queued": ":material/schedule:",
-    "running": ":material/autorenew:",
-    "completed": ":material/check_circle:",
-    "failed": ":material/error:",
-    "cancelled": ":material/cancel:",
-    "interrupted": ":material/warning:",
-    "unknown": ":material/help:",
-}
 ACTIVE = ("queued", "running")
-
-UPLOADS = "uploads"  # sub-folder of the data dir that holds imported image folders
 
 
 # ------------------------------------------------------------------ shared objects
@@ -121,63 +105,6 @@ def limits_text() -> str:
     """The demo's limits as one line for a caption; empty outside the demo."""
     phrases = limits().describe()
     return ("This is a shared demo: " + "; ".join(phrases) + ".") if phrases else ""
-
-
-# ------------------------------------------------------------------ sign-in (optional)
-def auth_settings() -> dict[str, Any] | None:
-    """The ``[auth]`` section of the operator's secrets.toml, or None when there is none
-    (then the studio has no sign-in at all)."""
-    try:
-        if not st.secrets.load_if_toml_exists() or "auth" not in st.secrets:
-            return None
-        section = st.secrets["auth"]
-        return dict(section) if hasattr(section, "keys") else None
-    except Exception:  # an unreadable secrets file means no sign-in, not a broken page
-        log.exception("could not read the [auth] secrets; sign-in is off")
-        return None
-
-
-def sign_in_providers(auth: dict[str, Any]) -> list[str | None]:
-    """None for a single provider set directly under ``[auth]``, else the names of the
-    ``[auth.<name>]`` sub-sections (each gets its own button)."""
-    if "client_id" in auth:
-        return [None]
-    return [name for name, value in auth.items() if hasattr(value, "keys")]
-
-
-def signed_in_user() -> str | None:
-    """The signed-in person's e-mail (or OIDC subject), when sign-in is configured."""
-    if auth_settings() is None:
-        return None
-    info = st.user.to_dict()
-    if not info.get("is_logged_in"):
-        return None
-    ident = info.get("email") or info.get("sub")
-    return str(ident) if ident else None
-
-
-def require_sign_in() -> None:
-    """When the operator configured ``[auth]``, show a sign-in screen and stop until the
-    visitor has signed in; otherwise do nothing."""
-    auth = auth_settings()
-    if auth is None or signed_in_user() is not None:
-        return
-    st.title("Medical Image Classification Studio")
-    st.write("Sign in to train and use models. Your runs and imported images are kept under your account.")
-    for provider in sign_in_providers(auth) or [None]:
-        label = f"Sign in with {provider.title()}" if provider else "Sign in"
-        if st.button(label, type="primary", icon=":material/login:", key=f"login-{provider}"):
-            try:
-                if provider:
-                    st.login(provider)
-                else:
-                    st.login()
-            except Exception as exc:  # missing Authlib, a typo in secrets.toml
-                log.exception("sign-in failed")
-                st.error(f"Sign-in is set up but could not start ({md_escape(plain(exc))}); "
-                         "the operator should check the [auth] settings and install streamlit[auth].",
-                         icon=":material/error:")
-    st.stop()
 
 
 @st.cache_data(show_spinner=False)
@@ -244,28 +171,6 @@ def page_link(name: str, label: str, icon: str | None = None) -> None:
     st.page_link(PAGES[name], label=label, icon=icon)
 
 
-def plain(message: Any) -> str:
-    """A message without Python object reprs (``<_io.BytesIO object at 0x...>``), which
-    some decoders put into their errors and mean nothing to a person."""
-    text = " ".join(str(message).split())
-    text = re.sub(r"cannot identify image file <[^<>]*>", "unknown or damaged image format", text)
-    return re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the file", text)
-
-
-def sentence(message: str) -> str:
-    """A core message as a sentence: capital first letter (unless it starts with a file
-    name or an id), full stop at the end."""
-    text = plain(message)
-    if not text:
-        return "Something went wrong."
-    first = text.split(" ", 1)[0]
-    if first[:1].islower() and not re.search(r"[._/\\\d'-]", first):
-        text = text[0].upper() + text[1:]
-    if text[-1] not in ".!?":
-        text += "."
-    return text
-
-
 @contextlib.contextmanager
 def guard(doing: str, todo: str = "reload the page and try again; if it keeps happening, "
           "the server log has the details") -> Iterator[None]:
@@ -285,50 +190,7 @@ def guard(doing: str, todo: str = "reload the page and try again; if it keeps ha
         st.error(md_escape(f"Something went wrong while {doing}; {todo}."), icon=":material/error:")
 
 
-# ------------------------------------------------------------------ formatting
-def fmt_duration(seconds: float | None) -> str:
-    """``under 1 s``, ``45 s``, ``3 min 20 s``, ``1 h 5 min``; ``-`` when unknown."""
-    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        return "-"
-    if seconds < 0.5:
-        return "under 1 s"
-    s = int(round(float(seconds)))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
-
-
-def fmt_estimate(seconds: float | None) -> str:
-    """An estimate in words: ``about 45 s``, ``under 1 s``, ``-`` when unknown."""
-    text = fmt_duration(seconds)
-    return text if text in ("-", "under 1 s") else f"about {text}"
-
-
-def fmt_count(n: int | float | None) -> str:
-    """``532``, ``54.2 k``, ``11.2 M``."""
-    if n is None or (isinstance(n, float) and not math.isfinite(n)):
-        return "-"
-    n = float(n)
-    if n >= 1e6:
-        return f"{n / 1e6:.2f} M"
-    if n >= 1e4:
-        return f"{n / 1e3:.1f} k"
-    return f"{int(n):,}"
-
-
-def fmt_metric(value: Any, digits: int = 3) -> str:
-    """A score such as ``0.874``; ``-`` when missing or undefined."""
-    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "-"
-    return f"{value:.{digits}f}"
-
-
-def status_label(status: str | None) -> str:
-    return STATUS_LABELS.get(status or "unknown", str(status))
-
-
+# ------------------------------------------------------------------ naming
 def run_label(row: dict[str, Any]) -> str:
     """How a run is named in pickers and legends: its name (with model, dataset and size
     when the name does not say them) and when it was started."""
@@ -346,16 +208,6 @@ def default_run_name(model: str, dataset: str, size: int) -> str:
     return f"{model} on {dataset_label(dataset)}, {size} px"
 
 
-def fmt_time(iso: Any) -> str:
-    """``23 Nov 20:06`` (UTC, as the run store writes it) from an ISO time stamp."""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(iso)).strftime("%d %b %H:%M")
-    except ValueError:
-        return ""
-
-
 def dataset_label(spec: Any) -> str:
     """A MedMNIST name as is; an imported folder by its folder name."""
     if not isinstance(spec, str):
@@ -369,30 +221,14 @@ def dataset_label(spec: Any) -> str:
 # ------------------------------------------------------------------ datasets
 def medmnist_on_disk() -> dict[str, list[int]]:
     """MedMNIST name -> the image sizes whose ``.npz`` is in the data directory."""
-    from core.data import MEDMNIST_SIZES, list_medmnist, medmnist_filename
+    from core.data import medmnist_on_disk as on_disk
 
-    root = data_dir()
-    found = {}
-    for flag in list_medmnist():
-        sizes = [s for s in MEDMNIST_SIZES if (root / medmnist_filename(flag, s)).is_file()]
-        if sizes:
-            found[flag] = sizes
-    return found
-
-
-def owner_folder(owner: str) -> str:
-    """A folder name for an owner: the id itself when it is plain, else a slug and a hash
-    (an e-mail address never becomes a path with dots or slashes in it)."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", owner):
-        return owner
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", owner).strip("-_")[:40] or "user"
-    return f"{slug}-{hashlib.sha256(owner.encode()).hexdigest()[:10]}"
+    return on_disk(data_dir())
 
 
 def uploads_root(owner: str | None = None) -> Path:
     """Where imported image folders go: ``<data dir>/uploads/<owner>/``."""
-    root = data_dir() / UPLOADS
-    return root / owner_folder(owner) if owner else root
+    return uploads.uploads_root(data_dir(), owner)
 
 
 def private_uploads() -> bool:
@@ -405,15 +241,7 @@ def private_uploads() -> bool:
 def list_uploads(owner: str | None = None) -> list[Path]:
     """Imported image folders, newest first: this owner's only when uploads are private
     (:func:`private_uploads`), everyone's otherwise."""
-    private = private_uploads()
-    if private and not owner:
-        return []
-    root = uploads_root(owner if private else None)
-    if not root.is_dir():
-        return []
-    pattern = "*" if private else "*/*"
-    found = [p for p in root.glob(pattern) if p.is_dir() and not p.name.startswith(".")]
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    return uploads.list_uploads(data_dir(), owner, private_uploads())
 
 
 def save_upload(filename: str, data: bytes, owner: str) -> Path:
@@ -426,28 +254,15 @@ def save_upload(filename: str, data: bytes, owner: str) -> Path:
     Returns:
         The folder (ready for :func:`core.data.load_image_folder`).
     """
-    from core.data import extract_zip
-    from core.limits import check_upload_size
+    from core.limits import check_upload_count, check_upload_size
 
     lim = limits()
     check_upload_size(len(data), Path(filename).name, lim)
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(filename).stem).strip("-_")[:40] or "images"
-    digest = hashlib.sha256(data).hexdigest()[:8]
-    target = uploads_root(owner) / f"{stem}-{digest}"
+    target = uploads.zip_upload_folder(uploads_root(owner), filename, data)
     if target.is_dir():
         return target
-    if lim.max_uploads is not None and len(list_uploads(owner)) >= lim.max_uploads:
-        raise StudioError(
-            f"you have imported {lim.max_uploads} image folders, the most this demo keeps per visitor; "
-            "train on one of them instead"
-        )
-    staging = target.with_name(f".extracting-{target.name}-{uuid.uuid4().hex[:6]}")
-    try:
-        extract_zip(data, staging)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    check_upload_count(len(list_uploads(owner)), "image folders", lim)
+    return uploads.extract_upload(data, target, max_entries=lim.max_zip_files)
 
 
 def file_stamp(path: Path) -> str:
@@ -507,85 +322,20 @@ def dataset_view(spec: str, size: int, per_class: int = 6) -> dict[str, Any]:
 @st.cache_data(show_spinner=False, max_entries=64)
 def dataset_facts(spec: str, size: int) -> dict[str, Any]:
     """Channels, classes, task and split sizes, without loading MedMNIST images."""
-    from core.data import list_medmnist
+    from core.data import list_medmnist, medmnist_facts
 
     if spec in list_medmnist():
-        import medmnist
-
-        info = medmnist.INFO[spec]
-        return {"channels": int(info["n_channels"]), "num_classes": len(info["label"]),
-                "task": info["task"], "n_train": int(info["n_samples"]["train"]),
-                "n_val": int(info["n_samples"]["val"])}
+        facts = medmnist_facts(spec)
+        return {"channels": facts.channels, "num_classes": facts.num_classes, "task": facts.task,
+                "n_train": facts.n_samples["train"], "n_val": facts.n_samples["val"]}
     view = dataset_view(spec, size)
     return {"channels": view["channels"], "num_classes": len(view["class_names"]), "task": view["task"],
             "n_train": view["split_sizes"].get("train", 0), "n_val": view["split_sizes"].get("val", 0)}
 
 
 # ------------------------------------------------------------------ time per epoch
-HEAVY_STEP_S = 1.0  # a probe step slower than this skips the second, larger probe
-def measure_train_step(model_name: str, image_size: int, channels: int, num_classes: int,
-                       batch_size: int, device: str = "cpu") -> tuple[float, float]:
-    """Time training steps of a model on random data: seconds per step = a + b * images.
-
-    A step has a fixed cost (launching every layer, synchronising threads; large on a busy
-    CPU) and a cost per image, so the model is timed at two batch sizes and the line
-    through them is extrapolated to the real batch. The larger probe batch shrinks with the
-    image size, and is skipped at 128 px and more when the small one is already slow, so
-    even VGG-16 at 224 px on a CPU costs only a few steps.
-
-    Returns:
-        ``(a, b)``: fixed seconds per step and seconds per image (both >= 0).
-    """
-    import torch
-
-    from core.models import create_model
-
-    dev = torch.device(device)
-    torch.manual_seed(0)
-    model = create_model(model_name, channels, num_classes, image_size).to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def timed(n: int, repeats: int) -> float:
-        x = torch.randn(n, channels, image_size, image_size, device=dev)
-        y = torch.randint(0, num_classes, (n,), device=dev)
-        times = []
-        for _ in range(repeats + 1):  # the first step of a shape warms up and is not counted
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
-            opt.step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            times.append(time.perf_counter() - t0)
-        return float(np.mean(times[1:]))
-
-    large = min(batch_size, {28: 64, 64: 32, 128: 16}.get(image_size, 8))
-    small = min(large, 2)
-    t_small = timed(small, 1)
-    if small == large or (image_size >= 128 and t_small > HEAVY_STEP_S):
-        # Large images and an already slow step: the per-image cost dominates, and a second
-        # probe would keep the page waiting.
-        return 0.0, t_small / small
-    t_large = timed(large, 1)
-    per_image = max((t_large - t_small) / (large - small), 0.0)
-    fixed = max(t_small - per_image * small, 0.0)
-    if per_image == 0.0:  # noise swamped the difference: charge it all per image
-        per_image, fixed = t_large / large, 0.0
-    return fixed, per_image
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
 def step_cost(model_name: str, image_size: int, channels: int, num_classes: int,
               batch_size: int, device: str) -> tuple[float, float]:
     """:func:`measure_train_step`, cached per (model, size, channels, classes, batch, device)."""
     return measure_train_step(model_name, image_size, channels, num_classes, batch_size, device)
-
-
-def epoch_seconds(cost: tuple[float, float], batch_size: int, n_train: int, n_val: int) -> float:
-    """Training steps at the measured cost, plus validation (a forward pass: about a
-    third of a training step, in batches of 512)."""
-    fixed, per_image = cost
-    train = math.ceil(n_train / max(1, batch_size)) * (fixed + per_image * batch_size)
-    val = (math.ceil(n_val / 512) * fixed + per_image * n_val) / 3.0
-    return train + val

@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.errors import ConfigError, DataError, StudioError
-from core.limits import Limits, check_upload_size, count_dataset_images, current_limits, demo_enabled
+from core.data import count_dataset_images
+from core.limits import Limits, check_upload_size, current_limits, demo_enabled
 from core.runs import JobRunner, RunStore
 from core.train import build_params, make_config
 from core.train.config import validate

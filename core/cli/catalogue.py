@@ -31,7 +31,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from core.data import MEDMNIST_SIZES, import_npz, list_medmnist, medmnist_filename
+    from core.data import import_npz, list_medmnist, medmnist_facts, medmnist_on_disk
     from core.paths import data_dir
 
     root = data_dir(args.data_dir)
@@ -39,15 +39,12 @@ def cmd_datasets(args) -> int:
         path = import_npz(args.import_file, data_dir=root)
         print(f"imported {path.name} into {root} (MD5 checked)")
         return 0
-    import medmnist
-
+    on_disk = medmnist_on_disk(root)
     rows = []
-    for flag in list_medmnist():
-        info = medmnist.INFO[flag]
-        present = [str(s) for s in MEDMNIST_SIZES if (root / medmnist_filename(flag, s)).exists()]
-        rows.append({"dataset": flag, "task": info["task"], "classes": len(info["label"]),
-                     "channels": info["n_channels"], "train/val/test": "/".join(str(info["n_samples"][k]) for k in ("train", "val", "test")),
-                     "sizes on disk": ", ".join(present) or "-"})
+    for facts in map(medmnist_facts, list_medmnist()):
+        rows.append({"dataset": facts.flag, "task": facts.medmnist_task, "classes": facts.num_classes,
+                     "channels": facts.channels, "train/val/test": "/".join(str(facts.n_samples[k]) for k in ("train", "val", "test")),
+                     "sizes on disk": ", ".join(map(str, on_disk.get(facts.flag, []))) or "-"})
     print(f"data directory: {root}")
     print_table(rows)
     return 0

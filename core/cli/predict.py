@@ -196,8 +196,9 @@ def _read_inputs(paths: Iterable[str], lm, args) -> Iterator[tuple]:
     from core.data import image_to_tensor, read_image
     from core.data.inputs import iter_image_sources
     from core.fit_check import source_facts
+    from core.limits import current_limits
 
-    for name, source, error in iter_image_sources(paths):
+    for name, source, error in iter_image_sources(paths, max_entries=current_limits().max_zip_files):
         if error is None:
             try:
                 decoded = read_image(source, name=Path(name.split(":")[-1]).name, frame=getattr(args, "frame", None))

@@ -1,4 +1,8 @@
-"""The one dataset type every source produces, and the entry point that picks a source.
+"""The types every source produces: :class:`ImageDataset` and its :class:`ImportReport`.
+
+The sources (:mod:`~core.data.medmnist_source`, :mod:`~core.data.folder_source`,
+:mod:`~core.data.npz_source`) import this module; it imports none of them. Picking a source
+by name is :func:`core.data.catalogue.load_dataset`.
 
 An :class:`ImageDataset` holds whole splits in memory as uint8 tensors: MedMNIST-sized data
 fits, and a training loop that slices one tensor is several times faster than a per-sample
@@ -8,16 +12,14 @@ PIL pipeline (see ``shared/docs/benchmarks.md``). Splits too big for memory (Med
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import torch
 
 from core.data.ondisk import DiskImages
 from core.errors import DataError
-from core.vocab import MEDMNIST_TASKS, SPLITS, TASKS  # noqa: F401 - re-exported for the sources
+from core.vocab import SPLITS, TASKS  # noqa: F401 - re-exported for the sources
 
 SOURCES = ("medmnist", "folder", "npz")
 
@@ -175,57 +177,3 @@ def _short_list(names: list[str], limit: int = 5) -> str:
     if len(names) <= limit:
         return ", ".join(names)
     return ", ".join(names[:limit]) + f", ... ({len(names) - limit} more)"
-
-
-def list_datasets() -> list[str]:
-    """The datasets the studio knows by name: the twelve 2D MedMNIST flags."""
-    from core.data.medmnist_source import list_medmnist
-
-    return list_medmnist()
-
-
-def load_dataset(
-    spec: str | os.PathLike,
-    size: int = 28,
-    data_dir: str | os.PathLike | None = None,
-    seed: int = 0,
-) -> ImageDataset:
-    """Load a dataset by MedMNIST flag or from an image folder or zip.
-
-    Args:
-        spec: a MedMNIST flag ("bloodmnist"), the path of a folder or ``.zip`` with one
-            sub-folder of images per class, or of a person's own ``.npz`` (a file, or a
-            folder made by :func:`core.data.npz_source.import_npz_dataset`).
-        size: image side in pixels; for MedMNIST one of 28, 64, 128, 224.
-        data_dir: where MedMNIST files live (see :func:`core.paths.data_dir`).
-        seed: seed of the stratified split of a folder without train/val/test sub-folders.
-
-    Returns:
-        The dataset.
-    """
-    from core.data.folder_source import load_image_folder
-    from core.data.medmnist_source import list_medmnist, load_medmnist
-
-    text = os.fspath(spec).strip() if isinstance(spec, (str, os.PathLike)) else None
-    if text is None or not text:
-        raise DataError(
-            f"{spec!r} is not a dataset; give a MedMNIST name ({', '.join(list_medmnist())}) "
-            "or the path of a folder or .zip with one sub-folder of images per class"
-        )
-    if text.lower() in list_medmnist():
-        return load_medmnist(text.lower(), size=size, data_dir=data_dir)
-    path = Path(text).expanduser()
-    from core.data.npz_source import is_npz_dataset, read_npz_dataset
-
-    if is_npz_dataset(path) or (path.is_file() and path.suffix.lower() == ".npz"):
-        return read_npz_dataset(path, size=size, seed=seed)  # the person's own .npz (see npz_source)
-    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
-        return load_image_folder(path, size=size, seed=seed)
-    if path.exists():
-        what = "a file that is not a .zip"
-    else:
-        what = "neither a MedMNIST name nor an existing folder or .zip"
-    raise DataError(
-        f"{text!r} is {what}; give a MedMNIST name ({', '.join(list_medmnist())}) "
-        "or the path of a folder or .zip with one sub-folder of images per class"
-    )

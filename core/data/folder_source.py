@@ -15,7 +15,6 @@ listed in the import report; the import only fails when no usable dataset is lef
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -25,20 +24,12 @@ import numpy as np
 import torch
 
 from core.data.dataset import SPLITS, ImageDataset, ImportReport
-from core.data.images import MAX_PIXELS, image_to_tensor, is_image_candidate, read_image
-from core.data.safe_zip import extract_zip, is_ignored
+from core.data.folder_layout import files_below, is_image_name, layout_of, natural_key, subdirs, unwrap, visible
+from core.data.images import MAX_PIXELS, image_to_tensor, read_image
+from core.data.safe_zip import extract_zip
 from core.data.split_check import check_split_counts, largest_remainder
 from core.errors import ConfigError, DataError
 
-SPLIT_FOLDERS = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
 
 
 def load_image_folder(
@@ -101,91 +92,29 @@ def _check_split(split) -> tuple[float, float, float]:
     return (values[0] / total, values[1] / total, values[2] / total)
 
 
-def _visible(entries) -> list[Path]:
-    return sorted((e for e in entries if not is_ignored(e.name)), key=lambda p: _natural_key(p.name))
-
-
-def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)] + [name]
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    # Links are followed: a local folder is the user's own (datasets are often built from
-    # links), and an extracted zip never holds one (safe_zip refuses them).
-    return [p for p in _visible(folder.iterdir()) if p.is_dir()]
-
-
-def _files_below(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not is_ignored(d)]
-        found += [Path(dirpath) / f for f in filenames if not is_ignored(f)]
-    return sorted(found, key=lambda p: [_natural_key(part) for part in p.relative_to(folder).parts])
-
-
-def _is_image_name(path: Path) -> bool:
-    return is_image_candidate(path)
-
-
-def _unwrap(root: Path) -> Path:
-    # Zipping "my_data/" yields a single top folder; look through it unless it is itself a
-    # class or split folder (one that holds images rather than folders). A few levels at
-    # most: a link to a parent folder would otherwise be followed for ever.
-    for _ in range(8):
-        children = _visible(root.iterdir())
-        dirs = [c for c in children if c.is_dir()]
-        has_images = any(c.is_file() and _is_image_name(c) for c in children)
-        if len(dirs) != 1 or has_images or dirs[0].name.lower() in SPLIT_FOLDERS or not _subdirs(dirs[0]):
-            return root
-        root = dirs[0]
-    return root
-
-
-def _layout(root: Path, label: str) -> dict[str | None, Path]:
-    dirs = _subdirs(root)
-    named = [d for d in dirs if d.name.lower() in SPLIT_FOLDERS]
-    if not named:
-        return {None: root}
-    if len(named) != len(dirs):
-        others = ", ".join(d.name for d in dirs if d not in named)
-        raise DataError(
-            f"{label} mixes split folders ({', '.join(d.name for d in named)}) with other folders ({others}); "
-            "put every class folder inside train/, val/ and test/, or use no split folders at all"
-        )
-    layout: dict[str | None, Path] = {}
-    for d in named:
-        key = SPLIT_FOLDERS[d.name.lower()]
-        if key in layout:
-            raise DataError(f"{label} has two folders for the {key} split ({layout[key].name}, {d.name}); keep one")
-        layout[key] = d
-    if "train" not in layout:
-        raise DataError(f"{label} has {', '.join(d.name for d in named)} folders but no train/ folder; add train/ with one sub-folder per class")
-    return layout
-
-
 def _load_tree(root, label, size, channels, fractions, seed, max_pixels, progress) -> ImageDataset:
     report = ImportReport()
     base = root
-    root = _unwrap(root)
-    layout = _layout(root, label)
+    root = unwrap(root)
+    layout = layout_of(root, label)
 
     # (split or None, class name, file) for every candidate image.
     candidates: list[tuple[str | None, str, Path]] = []
     folders: set[str] = set()
     if None not in layout:
-        for f in _visible(root.iterdir()):
+        for f in visible(root.iterdir()):
             if f.is_file():
                 report.skip(_rel(f, base), "not inside a split and class folder")
     for split_name, split_dir in layout.items():
-        for f in _visible(split_dir.iterdir()):
+        for f in visible(split_dir.iterdir()):
             if f.is_file():
                 report.skip(_rel(f, base), "not inside a class folder")
-        for class_dir in _subdirs(split_dir):
+        for class_dir in subdirs(split_dir):
             folders.add(class_dir.name)
-            for f in _files_below(class_dir):
+            for f in files_below(class_dir):
                 if not f.is_file():
                     report.skip(_rel(f, base), "not a regular file (a broken link?)")
-                elif not _is_image_name(f):
+                elif not is_image_name(f):
                     report.skip(_rel(f, base), f"not an image file (extension {f.suffix or 'none'}); use PNG, JPEG, BMP, TIFF or DICOM")
                 else:
                     candidates.append((split_name, class_dir.name, f))
@@ -211,11 +140,11 @@ def _load_tree(root, label, size, channels, fractions, seed, max_pixels, progres
             progress(done, len(candidates))
 
     with_images = {c for _, c, _ in decoded}
-    for name in sorted(folders - with_images, key=_natural_key):
+    for name in sorted(folders - with_images, key=natural_key):
         had_files = any(c == name for _, c, _ in candidates)
         why = "has no readable images" if had_files else "is empty"
         report.note(f"class folder '{name}' {why} and was skipped")
-    class_names = sorted(with_images, key=_natural_key)
+    class_names = sorted(with_images, key=natural_key)
     if not class_names:
         skipped = report.files_skipped
         seen = f" ({len(skipped)} file(s) skipped, e.g. {skipped[0][0]})" if skipped else ""

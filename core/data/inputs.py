@@ -18,14 +18,13 @@ from typing import BinaryIO, Iterable, Iterator
 from core.data.images import MAX_FILE_BYTES, file_size_text
 from core.data.safe_zip import MAX_ENTRIES, MAX_RATIO, RATIO_MIN_BYTES, is_ignored
 from core.errors import DataError
-from core.limits import current_limits
 
 SPOOL_IN_MEMORY = 16 * 1024**2
 _CHUNK = 1024**2
 
 
 def iter_image_sources(
-    paths: Iterable[str | Path], max_bytes: int = MAX_FILE_BYTES
+    paths: Iterable[str | Path], max_bytes: int = MAX_FILE_BYTES, max_entries: int | None = None
 ) -> Iterator[tuple[str, Path | BinaryIO | None, str | None]]:
     """Yield ``(display name, source, error)`` for every file of the given files, folders and zips.
 
@@ -37,6 +36,8 @@ def iter_image_sources(
     Args:
         paths: files, folders and ``.zip`` files.
         max_bytes: the largest file or zip entry accepted (checked before reading it).
+        max_entries: a lower cap than :data:`~core.data.safe_zip.MAX_ENTRIES` on a zip's
+            entries (the demo's :attr:`core.limits.Limits.max_zip_files`); None keeps that one.
 
     Returns:
         An iterator; each item is as above.
@@ -46,14 +47,14 @@ def iter_image_sources(
             for f in sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")):
                 yield str(f), f, None
         elif p.suffix.lower() == ".zip" and p.is_file():
-            yield from _zip_sources(p, max_bytes)
+            yield from _zip_sources(p, max_bytes, max_entries)
         elif p.is_file():
             yield str(p), p, None
         else:
             yield str(p), None, "no such file or folder"
 
 
-def _zip_sources(path: Path, max_bytes: int):
+def _zip_sources(path: Path, max_bytes: int, max_entries: int | None):
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -61,10 +62,7 @@ def _zip_sources(path: Path, max_bytes: int):
         return
     with zf:
         infos = zf.infolist()
-        limit = MAX_ENTRIES
-        cap = current_limits().max_zip_files
-        if cap is not None:
-            limit = min(limit, cap)
+        limit = MAX_ENTRIES if max_entries is None else min(MAX_ENTRIES, max_entries)
         if len(infos) > limit:
             yield str(path), None, (f"unreadable zip: {path.name} has {len(infos)} entries, more than the limit of "
                                     f"{limit}; split it into smaller zips")

@@ -168,30 +168,27 @@ def _is_path(spec: Any) -> bool:
 def spec_class_names(spec: Any) -> list[str] | None:
     """A dataset's class names without loading its images, or None when unknown.
 
-    MedMNIST names come from ``medmnist.INFO``; an imported folder's from its class folders
+    MedMNIST names come from :mod:`core.data.medmnist_info`; an imported folder's from its class folders
     (inside ``train/`` when it has split folders), as :func:`core.data.load_image_folder`
     finds them.
     """
-    from core.data.medmnist_source import list_medmnist
+    from core.data.medmnist_info import is_medmnist, medmnist_facts
 
     if not isinstance(spec, (str, os.PathLike)):
         return None
     text = os.fspath(spec).strip()
-    if text.lower() in list_medmnist():
-        from medmnist import INFO
-
-        labels = INFO[text.lower()]["label"]
-        return [labels[k] for k in sorted(labels, key=int)]
+    if is_medmnist(text):
+        return list(medmnist_facts(text).class_names)
     path = Path(text)
     if not path.is_dir():
         return None
     # The importer's own layout rules, so the names are the ones training will see.
-    from core.data.folder_source import _layout, _subdirs, _unwrap
+    from core.data.folder_layout import layout_of, subdirs, unwrap
     from core.errors import StudioError
 
     try:
-        layout = _layout(_unwrap(path), path.name)
-        return [d.name for d in _subdirs(layout.get("train") or layout[None])]
+        layout = layout_of(unwrap(path), path.name)
+        return [d.name for d in subdirs(layout.get("train") or layout[None])]
     except (StudioError, OSError, KeyError):
         return None
 

@@ -1,9 +1,9 @@
 """The twelve 2D MedMNIST datasets: find, download, import and validate their ``.npz`` files.
 
-``medmnist.INFO`` is the source of truth for task, label names, channels, split sizes, and
-the download URL and MD5 of each size (keys ``url``/``MD5`` for 28 px, ``url_64``/``MD5_64``
-and so on). Files live in :func:`core.paths.data_dir` under medmnist's own names
-(``bloodmnist.npz``, ``bloodmnist_64.npz``), so files the medmnist package downloaded are reused.
+What each dataset should hold (task, label names, channels, split sizes, URL and MD5 of each
+size) comes from :mod:`core.data.medmnist_info`, the one reader of ``medmnist.INFO``. Files
+live in :func:`core.paths.data_dir` under medmnist's own names (``bloodmnist.npz``,
+``bloodmnist_64.npz``), so files the medmnist package downloaded are reused.
 """
 
 from __future__ import annotations
@@ -20,28 +20,13 @@ import numpy as np
 import torch
 
 from core.atomic import atomic_write, write_bytes
-from core.data.dataset import MEDMNIST_TASKS, SPLITS, ImageDataset, ImportReport
+from core.data.dataset import ImageDataset, ImportReport
+from core.data.medmnist_info import (_FLAGS_2D, MEDMNIST_SIZES, check_flag_size, list_medmnist,  # noqa: F401
+                                     medmnist_facts, medmnist_filename, medmnist_md5, medmnist_url)
 from core.data.npy_cache import images_on_disk, memmap_threshold, npz_headers
 from core.errors import DataError
 from core.paths import data_dir as resolve_data_dir
-from core.vocab import IMAGE_SIZES
-
-MEDMNIST_SIZES = IMAGE_SIZES  # MedMNIST ships every size the studio offers
-
-_FLAGS_2D = (
-    "pathmnist",
-    "chestmnist",
-    "dermamnist",
-    "octmnist",
-    "pneumoniamnist",
-    "retinamnist",
-    "breastmnist",
-    "bloodmnist",
-    "tissuemnist",
-    "organamnist",
-    "organcmnist",
-    "organsmnist",
-)
+from core.vocab import SPLITS
 
 _NAME = re.compile(r"^(?P<flag>[a-z]+mnist(?:3d)?)(?:_(?P<size>\d+))?(?:\s*\(\d+\))?\.npz$")
 
@@ -49,49 +34,6 @@ _NAME = re.compile(r"^(?P<flag>[a-z]+mnist(?:3d)?)(?:_(?P<size>\d+))?(?:\s*\(\d+
 class NotOfficialNpz(DataError):
     """A ``.npz`` that is not an official MedMNIST file (altered, relabelled or unknown): it
     can still be imported as the person's own dataset (:mod:`core.data.npz_source`)."""
-
-
-def list_medmnist() -> list[str]:
-    """The twelve 2D MedMNIST flags, in medmnist's order."""
-    return list(_FLAGS_2D)
-
-
-def _info(flag: str) -> dict:
-    # Imported here: the medmnist package pulls in scikit-learn and takes a second or two.
-    from medmnist import INFO
-
-    return INFO[flag]
-
-
-def _check(flag: str, size: int) -> tuple[str, int]:
-    key = str(flag).strip().lower()
-    if key not in _FLAGS_2D:
-        raise DataError(f"unknown MedMNIST dataset {flag!r}; choose one of {', '.join(_FLAGS_2D)}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or int(size) not in MEDMNIST_SIZES:
-        raise DataError(f"MedMNIST has no {size!r} px version; choose a size of {', '.join(map(str, MEDMNIST_SIZES))}")
-    return key, int(size)
-
-
-def _suffix(size: int) -> str:
-    return "" if size == 28 else f"_{size}"
-
-
-def medmnist_filename(flag: str, size: int = 28) -> str:
-    """medmnist's file name: ``bloodmnist.npz`` for 28 px, ``bloodmnist_64.npz`` otherwise."""
-    flag, size = _check(flag, size)
-    return f"{flag}{_suffix(size)}.npz"
-
-
-def medmnist_url(flag: str, size: int = 28) -> str:
-    """The official download URL of one file, from ``medmnist.INFO``."""
-    flag, size = _check(flag, size)
-    return _info(flag)[f"url{_suffix(size)}"]
-
-
-def medmnist_md5(flag: str, size: int = 28) -> str:
-    """The official MD5 of one file, from ``medmnist.INFO``."""
-    flag, size = _check(flag, size)
-    return _info(flag)[f"MD5{_suffix(size)}"]
 
 
 def load_medmnist(
@@ -111,7 +53,7 @@ def load_medmnist(
     Returns:
         The dataset with the official train/val/test splits.
     """
-    flag, size = _check(flag, size)
+    flag, size = check_flag_size(flag, size)
     folder = resolve_data_dir(data_dir)
     file = folder / medmnist_filename(flag, size)
     if not file.is_file():
@@ -135,14 +77,14 @@ def _missing(flag: str, size: int, folder: Path, what: str) -> str:
 def _download(flag: str, size: int, folder: Path) -> None:
     import medmnist
 
-    info = _info(flag)
+    facts = medmnist_facts(flag)
     folder.mkdir(parents=True, exist_ok=True)
     # Download into a scratch folder beside the target and rename when complete (and MD5
     # checked by medmnist), so an interrupted download never leaves a half file behind.
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
     try:
-        dataset_class = getattr(medmnist, info["python_class"])
-        smallest = min(SPLITS, key=lambda s: info["n_samples"][s])  # the class loads one split
+        dataset_class = getattr(medmnist, facts.python_class)
+        smallest = min(SPLITS, key=lambda s: facts.n_samples[s])  # the class loads one split
         dataset_class(split=smallest, download=True, root=str(tmp), size=size)
         os.replace(tmp / medmnist_filename(flag, size), folder / medmnist_filename(flag, size))
     finally:
@@ -164,14 +106,14 @@ def read_medmnist_npz(path: str | os.PathLike, flag: str, size: int = 28) -> Ima
     Returns:
         The dataset.
     """
-    flag, size = _check(flag, size)
-    info = _info(flag)
+    flag, size = check_flag_size(flag, size)
+    facts = medmnist_facts(flag)
     path = Path(path)
     name = path.name
-    task = MEDMNIST_TASKS[info["task"]]
-    class_names = [info["label"][k] for k in sorted(info["label"], key=int)]
+    task = facts.task
+    class_names = list(facts.class_names)
     k = len(class_names)
-    channels = int(info["n_channels"])
+    channels = facts.channels
     report = ImportReport(files_read=[str(path)])
     try:
         npz = np.load(path, allow_pickle=False)
@@ -193,7 +135,7 @@ def read_medmnist_npz(path: str | os.PathLike, flag: str, size: int = 28) -> Ima
             if disk is None:
                 _check_images(x, f"{split}_images", name, size, channels)
             y = _check_labels(y, f"{split}_labels", name, x.shape[0], k, task, flag)
-            expected = info["n_samples"][split]
+            expected = facts.n_samples[split]
             if x.shape[0] != expected:
                 report.note(f"{split} has {x.shape[0]} images; the official {flag} has {expected}")
             if disk is not None:
@@ -340,7 +282,7 @@ def _identify(filename: str, digest: str) -> tuple[str, int]:
     if m and m.group("flag").endswith("3d"):
         raise DataError(f"{filename} is a 3D MedMNIST dataset, which the studio does not use; import one of {', '.join(_FLAGS_2D)}")
     if m and m.group("flag") in _FLAGS_2D:
-        flag, size = _check(m.group("flag"), int(m.group("size") or 28))
+        flag, size = check_flag_size(m.group("flag"), int(m.group("size") or 28))
         expected = medmnist_md5(flag, size)
         if digest == expected:
             return flag, size

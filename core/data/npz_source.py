@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from core.data.dataset import SPLITS, ImageDataset, ImportReport
+from core.data.medmnist_info import is_medmnist, medmnist_facts
 from core.errors import DataError
 
 NPZ_FILE = "dataset.npz"
@@ -247,8 +248,8 @@ def _describe(file: Path, filename: str) -> dict[str, Any]:
                             "give one name per class")
         k, source, ordinal = len(names), "class names from the file's class_names", False
     elif flag and _fits(flag, multi, k):
-        names, source = _flag_names(flag), f"class names of MedMNIST {flag}, whose name the file has"
-        ordinal = _flag_task(flag) == "ordinal-regression"
+        names, source = list(medmnist_facts(flag).class_names), f"class names of MedMNIST {flag}, whose name the file has"
+        ordinal = medmnist_facts(flag).task == "ordinal"
         k = len(names)
     else:
         names, source, ordinal = [f"class {i}" for i in range(k)], "classes numbered (the file names none)", False
@@ -262,29 +263,14 @@ def _describe(file: Path, filename: str) -> dict[str, Any]:
 
 
 def _flag(filename: str) -> str | None:
-    from core.data.medmnist_source import list_medmnist
-
     m = _NAME.match(filename.strip().lower())
-    return m.group("flag") if m and m.group("flag") in list_medmnist() else None
-
-
-def _flag_names(flag: str) -> list[str]:
-    from medmnist import INFO
-
-    labels = INFO[flag]["label"]
-    return [labels[key] for key in sorted(labels, key=int)]
-
-
-def _flag_task(flag: str) -> str:
-    from medmnist import INFO
-
-    return INFO[flag]["task"]
+    return m.group("flag") if m and is_medmnist(m.group("flag")) else None
 
 
 def _fits(flag: str, multi: bool, k: int) -> bool:
-    n = len(_flag_names(flag))
-    return (multi and k == n and "multi-label" in _flag_task(flag)) or (not multi and k <= n
-                                                                         and "multi-label" not in _flag_task(flag))
+    facts = medmnist_facts(flag)
+    return (multi and k == facts.num_classes and facts.task == "multi-label") or (
+        not multi and k <= facts.num_classes and facts.task != "multi-label")
 
 
 def _read_info(path: Path) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.errors import DataError
-from core.limits import current_limits
 
 # Limits a hand-made dataset zip never comes near; a bomb passes all of them only by being
 # harmless. The ratio is only judged above RATIO_MIN_BYTES, because a tiny text file of
@@ -41,12 +40,22 @@ def is_ignored(name: str) -> bool:
     return any(p == "__MACOSX" or p.startswith(".") for p in parts)
 
 
-def check_zip(zf: zipfile.ZipFile, label: str = "the zip") -> list[zipfile.ZipInfo]:
+def entry_cap(max_entries: int | None) -> tuple[int, str]:
+    """The cap on a zip's entries and how a message names it: :data:`MAX_ENTRIES`, or a
+    caller's lower cap (the hosted demo's ``max_zip_files``), then said to be "in this demo"."""
+    if max_entries is not None and max_entries < MAX_ENTRIES:
+        return max_entries, " in this demo"
+    return MAX_ENTRIES, ""
+
+
+def check_zip(zf: zipfile.ZipFile, label: str = "the zip", max_entries: int | None = None) -> list[zipfile.ZipInfo]:
     """Check every entry of an open zip and return the ones worth extracting.
 
     Args:
         zf: the open archive.
         label: what to call it in messages.
+        max_entries: a cap on entries below :data:`MAX_ENTRIES` (the demo's
+            :attr:`core.limits.Limits.max_zip_files`); None keeps the studio's own.
 
     Returns:
         The file entries to extract (no directories, no ``__MACOSX/`` or dotfiles).
@@ -54,13 +63,10 @@ def check_zip(zf: zipfile.ZipFile, label: str = "the zip") -> list[zipfile.ZipIn
     infos = zf.infolist()
     if not infos:
         raise DataError(f"{label} is empty; zip the folder that holds one sub-folder of images per class")
-    max_entries, where = MAX_ENTRIES, ""
-    demo_cap = current_limits().max_zip_files
-    if demo_cap is not None and demo_cap < max_entries:
-        max_entries, where = demo_cap, " in this demo"
-    if len(infos) > max_entries:
+    cap, where = entry_cap(max_entries)
+    if len(infos) > cap:
         raise DataError(
-            f"{label} has {len(infos)} entries, more than the limit of {max_entries}{where}; split it into smaller zips"
+            f"{label} has {len(infos)} entries, more than the limit of {cap}{where}; split it into smaller zips"
         )
     total = compressed = 0
     keep = []
@@ -116,12 +122,14 @@ def too_long_name(part: str) -> str:
             "a file or folder name may have")
 
 
-def extract_zip(src: str | os.PathLike | bytes | BinaryIO, target_dir: str | os.PathLike) -> list[Path]:
+def extract_zip(src: str | os.PathLike | bytes | BinaryIO, target_dir: str | os.PathLike,
+                max_entries: int | None = None) -> list[Path]:
     """Extract a zip into ``target_dir`` after checking every entry.
 
     Args:
         src: the zip's path, its bytes, or an open binary file.
         target_dir: where to extract (created if missing); nothing is written elsewhere.
+        max_entries: a cap on entries below :data:`MAX_ENTRIES` (see :func:`check_zip`).
 
     Returns:
         The extracted files, in archive order (``__MACOSX/`` and dotfiles are left out).
@@ -145,7 +153,7 @@ def extract_zip(src: str | os.PathLike | bytes | BinaryIO, target_dir: str | os.
         raise DataError(f"{label} is not a valid zip file ({exc}); create it again with your system's zip tool") from exc
     out = []
     with zf:
-        entries = check_zip(zf, label)
+        entries = check_zip(zf, label, max_entries)
         for info in entries:
             parts = [p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")]
             dest = root.joinpath(*parts)

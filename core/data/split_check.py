@@ -149,20 +149,19 @@ def count_folder_images(path: str | os.PathLike) -> tuple[dict[str | None, dict[
         ``path`` is not a folder or its layout is not one the importer accepts (loading it
         says what is wrong).
     """
-    from core.data.folder_source import _files_below, _layout, _subdirs, _unwrap
-    from core.data.images import is_image_candidate
+    from core.data.folder_layout import files_below, is_image_name, layout_of, subdirs, unwrap
 
     path = Path(path).expanduser()
     if not path.is_dir():
         return None
     try:
-        root = _unwrap(path)
-        layout = _layout(root, path.name)
+        root = unwrap(path)
+        layout = layout_of(root, path.name)
         counts: dict[str | None, dict[str, int]] = {}
         for split, split_dir in layout.items():
             per = counts.setdefault(split, {})
-            for class_dir in _subdirs(split_dir):
-                n = sum(1 for f in _files_below(class_dir) if f.is_file() and is_image_candidate(f))
+            for class_dir in subdirs(split_dir):
+                n = sum(1 for f in files_below(class_dir) if f.is_file() and is_image_name(f))
                 if n:
                     per[class_dir.name] = n
     except (OSError, DataError):

@@ -189,7 +189,10 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS, limits: "Limits | N
     from core.data import AUGMENT_PRESETS  # late: the data layer imports torch
 
     _choice("augmentation preset", cfg.augment, tuple(AUGMENT_PRESETS))
-    check_dataset_size(cfg.dataset, limits)
+    if limits.max_images is not None:  # the policy judges; the data layer counts (up to one past the cap)
+        from core.data.catalogue import count_dataset_images
+
+        check_dataset_size(cfg.dataset, count_dataset_images(cfg.dataset, stop_after=limits.max_images + 1), limits)
     from core.data.split_check import check_folder_splittable
 
     check_folder_splittable(cfg.dataset)  # too few images per class: refuse before a run is queued
