@@ -178,7 +178,7 @@ def test_a_damaged_checkpoint_is_refused_for_that_run_only(damaged, capsys, tmp_
     ({"state_dict": {"w": [1.0]}}, "its weights (state_dict) are not all named tensors"),
 ])
 def test_checkpoint_fields_of_the_wrong_kind_are_named(damaged, change, why):
-    from core.runs.checkpoint_check import check_model_checkpoint
+    from core.checkpoint import check_model_checkpoint
 
     store, ids = damaged
     ckpt = {**store.get(ids["healthy"]).load_checkpoint("best"), **change}

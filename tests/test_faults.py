@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.atomic
-import core.runs.store
+import core.runs.run
 from core.errors import StudioError
 from core.evaluate import evaluate_predictions
 from core.runs import RunStore
@@ -153,7 +153,7 @@ def test_full_disk_during_a_metrics_write_fails_the_run_and_keeps_what_was_writt
         return FullAfterFirstEpoch(fh) if str(path).endswith("metrics.jsonl") else fh
 
     # append_metrics opens metrics.jsonl with the built-in open, looked up in its module
-    monkeypatch.setattr(core.runs.store, "open", fake_open, raising=False)
+    monkeypatch.setattr(core.runs.run, "open", fake_open, raising=False)
     assert worker_main([str(run.dir)], train=run_training) == 1
     monkeypatch.undo()
 

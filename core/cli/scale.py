@@ -92,7 +92,7 @@ def follow(runner, run, interval: float = 1.0) -> int:
 
     Ctrl-C stops following: the run keeps training on the cluster.
     """
-    from core.runs.store import FINAL_STATUSES
+    from core.runs.lifecycle import FINAL_STATUSES
 
     shown = 0
     try:

@@ -10,12 +10,10 @@ line and an operator (``owner=None``) are never refused.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from core.errors import StudioError
-
-if TYPE_CHECKING:
-    from core.runs.store import Run, RunStore
+from core.runs.run import Run
 
 #: What the rule covers, and how the refusal names it ("you can ... only your own runs").
 OWNER_ACTIONS = {
@@ -47,14 +45,14 @@ def check_owner(meta: Mapping[str, Any], owner: str | None, action: str) -> None
         raise StudioError(f"this run was started by someone else, and in this demo you can {verb} only your own runs")
 
 
-def authorize(store: "RunStore", run_id: str, owner: str | None, action: str) -> "Run":
+def authorize(store: Any, run_id: str, owner: str | None, action: str) -> Run:
     """The run, after checking that ``owner`` may ``action`` it (:func:`check_owner`).
 
     A run whose meta.json cannot be read counts as nobody's: in the demo only the command
     line may touch it.
 
     Args:
-        store: the run store.
+        store: the :class:`core.runs.store.RunStore` (anything with ``get(run_id)``).
         run_id: the run.
         owner: who asks (a browser session or signed-in user), or None.
         action: a key of :data:`OWNER_ACTIONS`.

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from core.errors import StudioError
-from core.runs.store import Run, utc_now
+from core.runs.lifecycle import utc_now
+from core.runs.run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class RunActor:
 
         os.environ.update(env)
         if token:
-            from core.runs.jobs import LAUNCH_TOKEN_ENV
+            from core.runs.executors import LAUNCH_TOKEN_ENV
 
             os.environ[LAUNCH_TOKEN_ENV] = token
         path = Path(run_dir)

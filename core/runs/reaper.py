@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
-if TYPE_CHECKING:
-    from core.runs.store import RunStore
+from core.errors import StudioError
+from core.runs.lifecycle import interrupted_reason, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +61,15 @@ def process_is_gone(pid: Any, created: Any) -> bool:
         return False
 
 
-def interrupt_dead_runs(store: "RunStore") -> list[str]:
+def interrupt_dead_runs(store: Any) -> list[str]:
     """Mark ``interrupted`` every running run of this host whose process is provably gone.
 
     Args:
-        store: the run store.
+        store: the :class:`core.runs.store.RunStore` being opened.
 
     Returns:
         The ids of the runs marked.
     """
-    from core.errors import StudioError
-    from core.runs.store import interrupted_reason, utc_now
-
     marked = []
     for row in store.list_runs(status="running", order_by="created", descending=False):
         run_id = row["run_id"]

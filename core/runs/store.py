@@ -1,11 +1,12 @@
-"""The run store: one directory per run, and an SQLite index over them.
+"""The run store: one directory per run (:mod:`core.runs.run`), and an SQLite index over them.
 
-Layout of ``<runs_dir>/<run_id>/`` (MLflow / W&B style)::
+Layout of ``<runs_dir>/<run_id>/`` (MLflow / W&B style; read and written by
+:class:`core.runs.run.Run`)::
 
     params.json          the run's configuration, written once at creation
     meta.json            status, times, pid, device, progress; read-merge-written
     metrics.jsonl        one JSON object per line: {"kind", "epoch", "step", "time", ...}
-    checkpoints/best.pt  torch checkpoints (a dict of tensors and plain values)
+    checkpoints/best.pt  torch checkpoints (the format: core.checkpoint)
     checkpoints/last.pt
     eval.json            {"val": {...}, "test": {"acc", "auc", "macro": {"f1"}, ...}}
     predictions.npz      val/test scores and labels
@@ -21,46 +22,31 @@ in UTC, so they sort by creation time.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import secrets
 import shutil
-import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping
 
-from core.atomic import _json_default, atomic_write, write_json
+from core.atomic import _json_default, write_json
+from core.checkpoint import load_checkpoint_file  # noqa: F401  (imported from here too)
 from core.errors import StudioError
 from core.paths import runs_dir
 from core.runs.index import INDEXED_META_FIELDS, RunIndex, build_row, find_param
+from core.runs.lifecycle import (  # noqa: F401  (imported from here too)
+    FINAL_STATUSES,
+    STATUSES,
+    interrupted_reason,
+    last_completed_epoch,
+    utc_now,
+)
 from core.runs.owners import authorize, check_owner  # noqa: F401  (check_owner: imported from here too)
-from core.runs.safe_json import DamagedJSON, loads_checked, metric_record_problem
-
-try:  # POSIX; on other systems meta updates are not locked across processes
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
-if TYPE_CHECKING:
-    import numpy as np
-
-logger = logging.getLogger(__name__)
-
-STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-#: A run in one of these states has no worker and will not get one unless resumed.
-FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "interrupted"})
-CHECKPOINTS = ("best", "last")
+from core.runs.run import CHECKPOINTS, MetaCondition, Run, merge_meta  # noqa: F401
 
 # \Z, not $: "$" also matches before a trailing newline, and "run\n" is not a run id.
 _RUN_ID = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")
-
-
-def utc_now() -> str:
-    """The current time as an ISO 8601 string in UTC (these sort as text)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def validate_run_id(run_id: Any) -> str:
@@ -104,414 +90,6 @@ def new_run_id(params: Mapping[str, Any], now: datetime | None = None) -> str:
                 parts.append(slug)
     parts.append(secrets.token_hex(2))
     return "-".join(parts)
-
-
-class Run:
-    """One run directory: paths, readers and the writers the trainer uses.
-
-    Args:
-        run_dir: the directory (its name is the run id).
-        store: the store it belongs to; when given, writes that change listed
-            columns (meta, eval) also update the index.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike, store: "RunStore | None" = None):
-        self.dir = Path(run_dir)
-        self.id = self.dir.name
-        self._store = store
-
-    def __repr__(self) -> str:
-        return f"Run({str(self.dir)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Run) and other.dir == self.dir
-
-    def __hash__(self) -> int:
-        return hash(self.dir)
-
-    # -- paths -----------------------------------------------------------------------
-    @property
-    def params_path(self) -> Path:
-        return self.dir / "params.json"
-
-    @property
-    def meta_path(self) -> Path:
-        return self.dir / "meta.json"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.dir / "metrics.jsonl"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.dir / "checkpoints"
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.checkpoint_dir / "best.pt"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoint_dir / "last.pt"
-
-    @property
-    def eval_path(self) -> Path:
-        return self.dir / "eval.json"
-
-    @property
-    def predictions_path(self) -> Path:
-        return self.dir / "predictions.npz"
-
-    @property
-    def cancel_path(self) -> Path:
-        return self.dir / "cancel.request"
-
-    @property
-    def log_path(self) -> Path:
-        return self.dir / "worker.log"
-
-    def checkpoint_path(self, which: str) -> Path:
-        """``checkpoints/best.pt`` or ``checkpoints/last.pt``."""
-        if which not in CHECKPOINTS:
-            raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {which!r}")
-        return self.checkpoint_dir / f"{which}.pt"
-
-    # -- params and meta -------------------------------------------------------------
-    def params(self) -> dict[str, Any]:
-        """The run's configuration (params.json)."""
-        return self._read_json(self.params_path, required=True, obj=True)
-
-    def write_params(self, params: Mapping[str, Any]) -> None:
-        """Write params.json; only once in a run's life.
-
-        Raises:
-            StudioError: when params.json already exists.
-        """
-        if self.params_path.exists():
-            raise StudioError(
-                f"params of run '{self.id}' are already written and never change; "
-                "create a new run to train with other settings"
-            )
-        write_json(self.params_path, dict(params))
-
-    def meta(self) -> dict[str, Any]:
-        """The run's status record (meta.json); ``{}`` before it exists."""
-        return self._read_json(self.meta_path, required=False, obj=True) or {}
-
-    def update_meta(self, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into meta.json (see :meth:`RunStore.update_meta`)."""
-        if self._store is not None:
-            return self._store.update_meta(self.id, **fields)
-        return merge_meta(self, fields)
-
-    # -- metrics -----------------------------------------------------------------------
-    def append_metrics(self, record: Mapping[str, Any]) -> None:
-        """Append one record to metrics.jsonl with a single write, then flush.
-
-        Args:
-            record: e.g. ``{"kind": "epoch", "epoch": 3, "step": 120, "train_loss": ...}``;
-                ``time`` (Unix seconds) is added when absent.
-        """
-        if not isinstance(record, Mapping):
-            raise TypeError(f"a metrics record is a dict, not {type(record).__name__}")
-        record = dict(record)
-        record.setdefault("time", time.time())
-        line = (json.dumps(record, default=_json_default) + "\n").encode()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(self.metrics_path, "a+b") as fh:
-                # A write cut short (full disk, killed process) leaves a line without its
-                # newline; start a fresh line so only that fragment is lost.
-                if fh.seek(0, os.SEEK_END) > 0:
-                    fh.seek(-1, os.SEEK_END)
-                    if fh.read(1) != b"\n":
-                        line = b"\n" + line
-                fh.write(line)
-                fh.flush()
-        except OSError as exc:
-            if exc.filename is not None or exc.errno is None:
-                raise
-            raise OSError(exc.errno, exc.strerror, str(self.metrics_path)) from exc  # say which file
-
-    def metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """The records of metrics.jsonl, oldest first.
-
-        Args:
-            kind: keep only records with this ``kind`` (``"epoch"``, ``"step"``, ...).
-
-        Returns:
-            The records; a malformed line (a write cut short, a hand edit such as
-            ``"epoch": "two"``) is skipped with a warning.
-        """
-        try:
-            raw = self.metrics_path.read_bytes()
-        except FileNotFoundError:
-            return []
-        records = []
-        for number, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = loads_checked(line)
-            except ValueError as exc:  # DamagedJSON too: a number or nesting nothing can use
-                logger.warning("%s line %d is not usable JSON (%s); skipped", self.metrics_path, number, exc)
-                continue
-            if not isinstance(record, dict) or (kind is not None and record.get("kind") != kind):
-                continue
-            problem = metric_record_problem(record)
-            if problem is not None:  # a hand edit such as "epoch": "two" would break every chart
-                logger.warning("%s line %d: %s; skipped", self.metrics_path, number, problem)
-                continue
-            records.append(record)
-        return records
-
-    # -- evaluation and predictions --------------------------------------------------------
-    def write_eval(self, evaluation: Mapping[str, Any]) -> None:
-        """Write eval.json: ``{"val": {...}, "test": {"acc", "auc", "macro": {"f1"}, ...}}``."""
-        write_json(self.eval_path, dict(evaluation))
-        if self._store is not None:
-            self._store.refresh_from_disk(self.id)
-
-    def eval(self) -> dict[str, Any] | None:
-        """eval.json, or None before the run was evaluated."""
-        return self._read_json(self.eval_path, required=False, obj=True)
-
-    def write_predictions(self, **arrays: Any) -> None:
-        """Write predictions.npz, e.g. ``val_scores=..., val_labels=..., test_scores=...``.
-
-        Arrays of Python objects are refused: they could only be read back with pickle.
-        """
-        import numpy as np
-
-        converted = {name: np.asarray(value) for name, value in arrays.items()}
-        for name, value in converted.items():
-            if value.dtype.hasobject:
-                raise TypeError(f"prediction array {name!r} holds Python objects; pass numbers or strings")
-        atomic_write(self.predictions_path, lambda fh: np.savez(fh, **converted))
-
-    def predictions(self) -> "dict[str, np.ndarray] | None":
-        """The arrays of predictions.npz, or None before they were written."""
-        import numpy as np
-
-        if not self.predictions_path.exists():
-            return None
-        try:
-            with np.load(self.predictions_path, allow_pickle=False) as npz:
-                return {name: npz[name] for name in npz.files}
-        except (OSError, ValueError) as exc:
-            raise StudioError(
-                f"predictions.npz of run '{self.id}' cannot be read ({exc}); evaluate the run again"
-            ) from exc
-
-    # -- checkpoints ---------------------------------------------------------------------
-    def save_checkpoint(self, which: str, obj: Mapping[str, Any]) -> Path:
-        """Save a checkpoint atomically (torch.save into a temp file, then rename).
-
-        Args:
-            which: ``"best"`` or ``"last"``.
-            obj: a dict of tensors and plain values (state dicts, epoch, model args,
-                class names); anything else could not be loaded with ``weights_only``.
-
-        Returns:
-            The checkpoint's path.
-        """
-        import torch
-
-        path = self.checkpoint_path(which)
-        if not isinstance(obj, Mapping):
-            raise TypeError(f"a checkpoint is a dict, not {type(obj).__name__}")
-        return atomic_write(path, lambda fh: torch.save(dict(obj), fh))
-
-    def load_checkpoint(self, which: str) -> dict[str, Any]:
-        """Load ``checkpoints/<which>.pt`` on the CPU, refusing anything but data.
-
-        Raises:
-            StudioError: when it is missing, unreadable, or not a studio checkpoint.
-        """
-        path = self.checkpoint_path(which)
-        if not path.exists():
-            raise StudioError(
-                f"run '{self.id}' has no {which} checkpoint yet ({path}); "
-                "train it first or pick another run"
-            )
-        return load_checkpoint_file(path)
-
-    # -- cancellation ----------------------------------------------------------------------
-    def request_cancel(self) -> None:
-        """Ask the run's worker to stop (from any process: it polls :meth:`cancel_requested`)."""
-        write_json(self.cancel_path, {"requested": utc_now(), "by_pid": os.getpid()})
-
-    def cancel_requested(self) -> bool:
-        """True once someone asked the run to stop."""
-        return self.cancel_path.exists()
-
-    def clear_cancel(self) -> None:
-        """Forget a cancel request (before resuming a run)."""
-        self.cancel_path.unlink(missing_ok=True)
-
-    # -- helpers -----------------------------------------------------------------------------
-    def _read_json(self, path: Path, required: bool, obj: bool = False) -> Any:
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            if required:
-                raise StudioError(
-                    f"run '{self.id}' has no {path.name} in {self.dir}; the run is damaged, delete it"
-                ) from None
-            return None
-        except (OSError, UnicodeDecodeError) as exc:  # a directory in its place, binary junk
-            raise StudioError(f"{path.name} of run '{self.id}' cannot be read ({exc}); fix or delete {path}") from exc
-        try:
-            value = loads_checked(text)
-        except DamagedJSON as exc:
-            raise StudioError(f"{path.name} of run '{self.id}' holds {exc}; fix or delete {path}") from None
-        except ValueError as exc:
-            raise StudioError(
-                f"{path.name} of run '{self.id}' is not valid JSON ({exc}); fix or delete {path}"
-            ) from exc
-        if obj and not isinstance(value, dict):
-            # Valid JSON of the wrong shape (a hand edit): callers read fields from it.
-            raise StudioError(
-                f"{path.name} of run '{self.id}' holds a JSON {type(value).__name__}, not an object; fix or delete {path}"
-            )
-        return value
-
-
-def last_completed_epoch(run: Run, meta: Mapping[str, Any] | None = None) -> int:
-    """The last epoch the run finished: its last ``kind == "epoch"`` metrics line.
-
-    meta.json's ``epoch`` is the epoch in progress while steps are logged, so it can be
-    one ahead; ``epochs_done`` is used when there are no epoch lines.
-    """
-    epochs = [r.get("epoch") for r in run.metrics(kind="epoch")]
-    epochs = [e for e in epochs if isinstance(e, int) and not isinstance(e, bool)]
-    if epochs:
-        return max(epochs)
-    done = (meta or {}).get("epochs_done")
-    return done if isinstance(done, int) and not isinstance(done, bool) else 0
-
-
-def interrupted_reason(run: Run, meta: Mapping[str, Any], cause: str) -> str:
-    """The ``error`` text of an interrupted run: after which epoch, why, and that it can be resumed.
-
-    Args:
-        run: the run (its metrics give the last finished epoch; its last checkpoint
-            decides the advice).
-        meta: its meta.json (``epochs`` = planned).
-        cause: why it stopped, e.g. "its worker process was killed by signal 9".
-    """
-    epoch, epochs = last_completed_epoch(run, meta), meta.get("epochs")
-    if epoch > 0:
-        where = f"after epoch {epoch}" + (f" of {epochs}" if isinstance(epochs, int) else "")
-    else:
-        where = "before it finished its first epoch"
-    todo = ("it can be resumed from its last checkpoint" if run.last_checkpoint.exists()
-            else "it can be resumed, starting again from epoch 1")
-    return f"Interrupted {where}: {cause}; {todo}."
-
-
-def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint file with ``torch.load(weights_only=True, map_location="cpu")``.
-
-    Args:
-        path: a ``.pt`` file written by :meth:`Run.save_checkpoint` (or uploaded).
-
-    Returns:
-        The checkpoint dict.
-
-    Raises:
-        StudioError: when the file is not a PyTorch file, carries pickled objects other
-            than tensors and plain values (code that would run on load), or is not a dict.
-    """
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    try:
-        obj = torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        raise StudioError(
-            f"{path.name} holds Python objects other than tensors and plain values, "
-            "which could run code when loaded, so it was not opened; use a checkpoint the studio wrote"
-        ) from exc
-    except FileNotFoundError:
-        raise StudioError(f"checkpoint {path} does not exist; check the path") from None
-    except Exception as exc:  # torch raises RuntimeError/EOFError/... for damaged files
-        raise StudioError(
-            f"{path.name} cannot be read as a PyTorch checkpoint ({type(exc).__name__}); "
-            "it may be truncated or another kind of file, so train again or use another checkpoint"
-        ) from exc
-    if not isinstance(obj, dict):
-        raise StudioError(
-            f"{path.name} holds a {type(obj).__name__}, not a studio checkpoint (a dict); "
-            "use a checkpoint the studio wrote"
-        )
-    return obj
-
-
-@contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    """Exclusive lock on the run directory, across threads and processes (flock)."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    fd = os.open(run_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-MetaCondition = Union[Iterable[Optional[str]], Callable[[Mapping[str, Any]], bool]]
-
-
-def merge_meta(run: Run, fields: Mapping[str, Any], condition: MetaCondition | None = None) -> dict[str, Any] | None:
-    """Read meta.json, merge ``fields``, write it back atomically, under the run's lock.
-
-    Args:
-        run: the run.
-        fields: the fields to set; ``status`` must be one of ``STATUSES``.
-        condition: when given, write only if the current status is one of these
-            statuses, or, for a callable, if it returns True for the current meta.
-
-    Returns:
-        The merged meta, or None when ``condition`` did not hold (nothing written).
-    """
-    _check_fields(fields)
-    if not run.dir.is_dir():
-        raise StudioError(f"run '{run.id}' no longer exists in {run.dir.parent}; it was deleted")
-    with _locked(run.dir):
-        damaged: StudioError | None = None
-        try:
-            meta = run.meta()
-        except StudioError as exc:
-            damaged, meta = exc, {}
-        if not isinstance(meta, dict):
-            meta = {}
-        if condition is not None:
-            holds = condition(meta) if callable(condition) else meta.get("status") in set(condition)
-            if not holds:
-                return None
-        if damaged is not None:
-            # Keep the damaged file for a person to look at, and carry on with a fresh one.
-            backup = run.meta_path.with_name("meta.json.corrupt")
-            os.replace(run.meta_path, backup)
-            logger.warning("%s; moved it to %s", damaged, backup)
-        meta.update(fields)
-        meta["updated"] = utc_now()
-        write_json(run.meta_path, meta)
-    return meta
-
-
-def _check_fields(fields: Mapping[str, Any]) -> None:
-    if "status" in fields and fields["status"] not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, not {fields['status']!r}")
-    if "tags" in fields and not (
-        isinstance(fields["tags"], list) and all(isinstance(t, str) for t in fields["tags"])
-    ):
-        raise ValueError("tags must be a list of strings")
 
 
 class RunStore:
