@@ -41,6 +41,8 @@ def add_arguments(p) -> None:
     p.add_argument("--epochs", type=int, default=3, help="epochs of the one-run measurement (at least 2)")
     p.add_argument("--batch-size", type=int, default=128, help="the global batch, split between the processes")
     p.add_argument("--device", default="cpu", help="cpu, or cuda (one GPU per process)")
+    p.add_argument("--threads", type=int, help="torch threads of the one-process run (default: torch's own, one "
+                                                "per core); a run on N processes gives each rank cores / N")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--sweep-dataset", default="breastmnist")
     p.add_argument("--sweep-runs", type=int, default=4)
@@ -69,7 +71,8 @@ def time_one_run(root: Path, processes: int, args) -> dict[str, Any]:
     store = RunStore(root / f"runs-p{processes}-{time.monotonic_ns()}")
     cfg = make_config(args.dataset, args.model, "default", data_dir=args.data_dir, epochs=args.epochs,
                       batch_size=args.batch_size, seed=0, device=args.device)
-    runner = JobRunner(store, LocalProcessExecutor(), max_concurrent=1, poll_interval=0.2)
+    env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else None
+    runner = JobRunner(store, LocalProcessExecutor(env=env), max_concurrent=1, poll_interval=0.2)
     run_id = runner.submit({**build_params(cfg), "processes": processes})
     status = runner.wait(run_id, timeout=WAIT_S, interval=0.2)
     run = store.get(run_id)
@@ -172,8 +175,9 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         root = Path(tmp)
         if "processes" not in args.skip:
+            threads = f"{args.threads} thread(s)" if args.threads else "torch's default threads"
             print(f"\n## one run on {args.dataset}, {args.model}, global batch {args.batch_size}, "
-                  f"{args.epochs} epochs, device {args.device}", flush=True)
+                  f"{args.epochs} epochs, device {args.device}; one process: {threads}", flush=True)
             rows = []
             for _ in range(args.repeats):
                 for n in args.processes:
