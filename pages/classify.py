@@ -9,6 +9,7 @@ from core.csv_safe import frame_to_csv_bytes
 from core.errors import StudioError
 from studio import charts, run_links, ui
 from studio import classify_trust as trust
+from studio.labels import readable_classes
 from studio.safe_text import md_escape
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "dicom"]
@@ -66,7 +67,7 @@ def predict_all(shared, items: list[dict], tta: bool, calibrated: bool, mc_passe
             it["probs"] = probs[j]
             it["spread"] = None if spread is None else spread[j]
             it["entropy"] = float(entropy[j])
-            it["about"] = describe_prediction(lm, probs[j])
+            it["about"] = describe_prediction(readable_classes(lm), probs[j])  # "grade 3", not "3"
 
 
 def show_one(shared, row: dict, it: dict, method: str, method_label: str, mc_passes: int | None) -> None:
@@ -92,10 +93,10 @@ def show_one(shared, row: dict, it: dict, method: str, method_label: str, mc_pas
             trust.fit_messages(it)
             st.caption(f"Top probability {about['probability']:.1%} · predictive entropy {it['entropy']:.3f} nats "
                        f"(normalised {about['entropy_norm']:.2f}, where 0 is certain and 1 is a uniform guess)")
-            st.plotly_chart(charts.probability_bars(lm.class_names, it["probs"], spread=it["spread"]),
+            st.plotly_chart(charts.probability_bars(readable_classes(lm).class_names, it["probs"], spread=it["spread"]),
                             key=f"p-{it['name']}-{id(it)}")
             if it["spread"] is not None:
-                st.dataframe(spread_table(lm.class_names, it["probs"], it["spread"]), hide_index=True,
+                st.dataframe(spread_table(readable_classes(lm).class_names, it["probs"], it["spread"]), hide_index=True,
                              key=f"mc-{it['name']}-{id(it)}")
                 st.caption(f"Monte-Carlo dropout, {mc_passes} passes: the mean probability and its spread "
                            "(standard deviation over the passes). A wide spread means the answer hangs on "
@@ -171,7 +172,7 @@ def main() -> None:
     lm = shared.lm
     st.caption(f"Run {md_escape(row['run_id'])} · {lm.model_name} · {lm.image_size} × {lm.image_size} px · "
                f"{'grayscale' if lm.channels == 1 else 'colour'} · classes: "
-               f"{', '.join(md_escape(c) for c in lm.class_names)}")
+               f"{', '.join(md_escape(c) for c in readable_classes(lm).class_names)}")
     if classical:
         st.caption(NO_CLASSICAL)
     if not lm.mirror:
@@ -211,7 +212,7 @@ def main() -> None:
     st.caption(trust.answer_source(row) + (" for every image below." if len(items) > 1 else "."))
     trust.fit_summary(items)
     if len(items) > 1:
-        table = results_table(lm, items, row)
+        table = results_table(readable_classes(lm), items, row)
         st.dataframe(table, hide_index=True)
         st.download_button("Download the results as CSV", frame_to_csv_bytes(table),
                            f"predictions-{row['run_id']}.csv", "text/csv", icon=":material/download:")

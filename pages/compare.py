@@ -138,9 +138,10 @@ def claims_section(selected: list[dict]) -> None:
         st.caption("None of the selected runs uses a seed paper's architecture, so there are no paper claims "
                    "to set beside them.")
         return
-    numbers = ["paper claims (ACC)", "measured here (ACC)", "difference"]
-    # "-" where a paper reports nothing for this dataset, never a raw None
-    st.dataframe(table.style.format(precision=3, na_rep="-", subset=numbers), hide_index=True)
+    for c in ("paper claims (ACC)", "measured here (ACC)", "difference"):  # "-" for no claim, never a raw None
+        table[c] = [f"{v:+.3f}" if c == "difference" and pd.notna(v) else f"{v:.3f}" if pd.notna(v) else "-"
+                    for v in table[c]]
+    st.dataframe(table, hide_index=True)
     st.caption("Papers train longer, on their own splits and sometimes at other sizes; a gap is a reason to look "
                "closer, not proof either way.")
 

@@ -38,7 +38,11 @@ def recent_runs() -> None:
         "Test AUC": st.column_config.NumberColumn(format="%.3f"),
     })
     from studio.run_links import open_links
+    from studio.run_outcome import show_verdict, verdict_for
 
+    for r in rows:  # a run near chance or below the quick baseline says so, with what to try
+        if r["status"] == "completed":
+            show_verdict(verdict_for(r["run_id"]), who=r["name"] or r["run_id"])
     open_links([r for r in rows if r["status"] == "completed"][:3])  # each link opens that run
 
 

@@ -43,3 +43,13 @@ def queue_text(rows: Iterable[Mapping[str, Any]]) -> str:
     if not running and not waiting:
         return ""
     return f"{running} running, {waiting} waiting"
+
+
+def readable_classes(lm: Any) -> Any:
+    """A loaded model (:class:`core.inference.LoadedModel`) whose class names read as a
+    person reads them (:func:`class_label`), for what the page shows; the model itself is
+    shared, not copied. The same object when no name changes."""
+    import dataclasses
+
+    names = class_labels(lm.class_names, lm.task)
+    return lm if names == list(lm.class_names) else dataclasses.replace(lm, class_names=names)
