@@ -155,7 +155,7 @@ class AutoSearch:
                 if trial.should_prune():
                     logger.info("pruning trial %d (run %s) after epoch %d", trial.number, run_id, last)
                     self._cancel(runner, run_id)
-                elif now > self.deadline + max(GRACE_S, self.overhead_s):
+                elif self._past_deadline(now, last):
                     self._cancel(runner, run_id)
             elif status == "completed":
                 self._report(run_id, trial, last)
@@ -189,6 +189,13 @@ class AutoSearch:
                 trial.report(float(value), epoch)
                 last = epoch
         return last
+
+    def _past_deadline(self, now: float, epochs_reported: int) -> bool:
+        """Whether a trial still running must be cancelled for the budget. One that has trained
+        an epoch is finishing within its own time limit (its evaluation included) and gets
+        twice the grace; one that has not is cancelled after the grace."""
+        grace = max(GRACE_S, self.overhead_s)
+        return now > self.deadline + (grace if epochs_reported == 0 else 2 * grace)
 
     def _learn_overhead(self, row: dict[str, Any]) -> None:
         from core.experiments.driver import _parse

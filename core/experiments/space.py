@@ -113,6 +113,8 @@ def size_space(dataset: str, minutes: float, *, slots: int = 1, data_dir: str | 
     sizes = [s for s in sizes if allowed is None or s in allowed] or [28]
     budget_s = float(minutes) * 60
     trial_s = budget_s / TRIALS_PER_SLOT
+    import core.models  # noqa: F401  (torch's import is not part of the measuring time)
+
     measure_until = time.monotonic() + max(3.0, 0.04 * budget_s)
     arches = []
     for size in sorted(sizes):
