@@ -1,4 +1,4 @@
-"""``python -m bench throughput|accuracy|inference|memory|make-large|short|scale|...``."""
+"""``python -m bench throughput|accuracy|inference|memory|make-large|short|auto|scale|...``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ COMMANDS = {
     "memory": ("bench.memory", "peak resident memory of a training worker"),
     "make-large": ("bench.make_large", "write a generated MedMNIST-format dataset of a given size"),
     "short": ("bench.short", "a few epochs on a few hundred images: breastmnist, an image folder, a generated one"),
+    "auto": ("bench.auto", "Auto (core.experiments) within a budget, several seeds, beside the MedMNIST v2 table"),
     "scale": ("bench.scale", "one run on 1, 2... processes (images/s), and a sweep on the local executor vs Ray"),
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from core.cli import scale
+import core.cli.scale as scale
 from core.cli.common import add_dirs, fmt, number, open_store, positive_int, print_table
 from core.errors import StudioError
 

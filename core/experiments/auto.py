@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from core.errors import StudioError
-from core.experiments.record import Experiment, ExperimentBook
+from core.experiments.record import Experiment, ExperimentBook, parse_time
 from core.experiments.space import config_for, distributions, size_space
 
 logger = logging.getLogger(__name__)
@@ -96,9 +96,7 @@ class AutoSearch:
         self.plan, self.space = plan, plan["space"]
         self.metric = exp.metric
         self.dists = distributions(self.space)
-        from core.experiments.driver import _parse
-
-        self.deadline = (_parse(exp.started) or time.time()) + float(plan["minutes"]) * 60
+        self.deadline = (parse_time(exp.started) or time.time()) + float(plan["minutes"]) * 60
         from core.experiments.summary import leaderboard
 
         self.study = study_from_runs(exp, leaderboard(store, exp, live=False))
@@ -116,7 +114,7 @@ class AutoSearch:
 
     # -- the driver's calls ----------------------------------------------------------------
     def next_jobs(self, exp: Experiment, free: int, rows: list[dict[str, Any]]) -> list[tuple[dict, str]]:
-        from core.experiments.driver import member_params
+        from core.experiments.members import member_params
 
         remaining = self.deadline - time.time()
         max_trials = self.plan.get("max_trials")
@@ -198,13 +196,11 @@ class AutoSearch:
         return now > self.deadline + (grace if epochs_reported == 0 else 2 * grace)
 
     def _learn_overhead(self, row: dict[str, Any]) -> None:
-        from core.experiments.driver import _parse
-
         try:
             meta = self.store.get(row["run_id"]).meta()
         except StudioError:
             return
-        start, end = _parse(meta.get("launched")), _parse(meta.get("finished"))
+        start, end = parse_time(meta.get("launched")), parse_time(meta.get("finished"))
         if start and end and isinstance(meta.get("train_seconds"), (int, float)):
             self.overhead_s = max(self.overhead_s if self.overhead_s != OVERHEAD_S else 0.0,
                                   end - start - float(meta["train_seconds"]), 5.0)

@@ -21,26 +21,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from core.errors import StudioError
-from core.experiments.record import FINAL_STATUSES, Experiment, ExperimentBook, utc_now
-from core.experiments.summary import leaderboard, member_rows, select_best
+from core.experiments.record import FINAL_STATUSES, Experiment, ExperimentBook, parse_time, utc_now
+from core.experiments.members import member_params, member_rows
+from core.experiments.summary import leaderboard, select_best
 
 ACTIVE = ("queued", "running")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 Progress = Callable[[dict[str, Any]], None]
-
-
-def member_params(exp: Experiment, entry: Mapping[str, Any], item: int | None = None,
-                  trial: int | None = None) -> dict[str, Any]:
-    """params.json of a member run: the training params plus the experiment's marks."""
-    from core.train import TrainConfig, build_params
-
-    cfg = dict(entry["config"])
-    cfg["milestones"] = tuple(cfg.get("milestones") or (0.5, 0.75))
-    params = build_params(TrainConfig.from_dict(cfg))
-    params.update({"experiment": exp.id, "experiment_kind": exp.kind, "experiment_label": entry.get("label"),
-                   "experiment_settings": entry.get("settings") or {}, "experiment_item": item,
-                   "experiment_variant": entry.get("variant"), "experiment_trial": trial})
-    return params
 
 
 class PlannedRuns:
@@ -219,22 +206,13 @@ def snapshot(store: Any, exp: Experiment, rows: list[dict[str, Any]] | None = No
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.get("status") or "unknown"] = counts.get(r.get("status") or "unknown", 0) + 1
-    started = _parse(exp.started)
-    end = _parse(exp.finished) or time.time()
+    started = parse_time(exp.started)
+    end = parse_time(exp.finished) or time.time()
     board = leaderboard(store, exp)
     return {"id": exp.id, "status": exp.status, "planned": len(exp.planned_runs) or None, "counts": counts,
             "done": sum(n for s, n in counts.items() if s not in ACTIVE),
             "elapsed_s": (end - started) if started else 0.0, "minutes": exp.plan.get("minutes"),
             "best": board[0] if board and board[0]["rank"] else None}
-
-
-def _parse(text: str | None) -> float | None:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text).timestamp() if text else None
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------- lifecycle

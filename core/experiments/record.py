@@ -43,6 +43,14 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def parse_time(text: str | None) -> float | None:
+    """Unix seconds of an ISO time written by :func:`utc_now`, or None."""
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else None
+    except (TypeError, ValueError):
+        return None
+
+
 def validate_experiment_id(exp_id: Any) -> str:
     """The id unchanged, or a StudioError when it could name anything but an experiment folder."""
     if not isinstance(exp_id, str) or not _ID.match(exp_id):

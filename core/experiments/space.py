@@ -63,8 +63,14 @@ def _native_side(path: Path) -> int | None:
     return None
 
 
-def step_seconds(model: str, channels: int, classes: int, size: int, device: str = "cpu") -> float:
-    """Seconds per image of one training step (forward, backward, update) at batch 64, timed."""
+def step_seconds(model: str, channels: int, classes: int, size: int, device: str = "cpu",
+                 deadline: float | None = None) -> float:
+    """Seconds per image of one training step (forward, backward, update) at batch 64, timed.
+
+    Args:
+        deadline: a ``time.monotonic()`` after which no further step is timed (the first
+            step's time, allocation included, is then the figure: an overestimate).
+    """
     import torch
 
     from core.models import create_model
@@ -83,7 +89,9 @@ def step_seconds(model: str, channels: int, classes: int, size: int, device: str
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return min(times[1:]) / _STEP_BATCH
+        if deadline is not None and time.monotonic() > deadline:
+            break
+    return min(times[1:] or times) / _STEP_BATCH
 
 
 def size_space(dataset: str, minutes: float, *, slots: int = 1, data_dir: str | None = None,
@@ -116,25 +124,28 @@ def size_space(dataset: str, minutes: float, *, slots: int = 1, data_dir: str | 
     import core.models  # noqa: F401  (torch's import is not part of the measuring time)
 
     measure_until = time.monotonic() + max(3.0, 0.04 * budget_s)
-    arches = []
+    arches, measured = [], []
     for size in sorted(sizes):
         for model in candidates:
-            if time.monotonic() > measure_until and arches:
-                break
+            if time.monotonic() > measure_until:
+                break  # a busy machine or a large budget's slow models: what is measured is the space
             try:
-                per_image = step_seconds(model, data["channels"], data["classes"], size, device)
+                per_image = step_seconds(model, data["channels"], data["classes"], size, device, measure_until)
             except Exception:  # noqa: BLE001 - a model that cannot take this input is left out
                 continue
             # Training plus the validation pass and loader overhead (about a quarter more).
             epoch_s = per_image * data["train"] * 1.25 * max(1, slots if device == "cpu" else 1)
             epochs = int(min(MAX_EPOCHS, math.floor(0.85 * trial_s / max(epoch_s, 1e-6))))
+            entry = {"arch": f"{model}@{size}", "model": model, "image_size": size,
+                     "epoch_seconds": round(epoch_s, 4), "epochs": epochs}
+            measured.append(entry)
             if epochs >= MIN_EPOCHS:
-                arches.append({"arch": f"{model}@{size}", "model": model, "image_size": size,
-                               "epoch_seconds": round(epoch_s, 4), "epochs": epochs})
-    if not arches:  # even the cheapest cannot train two epochs: one epoch of the cheapest
-        model, size = candidates[0], min(sizes)
+                arches.append(entry)
+    if not arches:  # even the cheapest cannot train two epochs in a trial: one epoch of the cheapest
+        cheapest = min(measured, key=lambda a: a["epoch_seconds"], default=None)
+        model, size = (cheapest["model"], cheapest["image_size"]) if cheapest else (candidates[0], min(sizes))
         arches.append({"arch": f"{model}@{size}", "model": model, "image_size": size,
-                       "epoch_seconds": None, "epochs": 1})
+                       "epoch_seconds": cheapest["epoch_seconds"] if cheapest else None, "epochs": 1})
     default_arch = next((a["arch"] for a in arches if a["model"] == DEFAULT_MODEL), arches[0]["arch"])
     from core.train import RECIPES
 

@@ -12,37 +12,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from core.errors import StudioError
 from core.experiments.ablations import STUDIES
+from core.experiments.members import best_so_far, member_rows  # noqa: F401  (best_so_far: public here too)
 from core.experiments.record import Experiment
 
 _OTHER = {"val_auc": "val_acc", "val_acc": "val_auc"}
-
-
-def member_rows(store: Any, exp: Experiment) -> list[dict[str, Any]]:
-    """Index rows of the experiment's runs (the members list, and any run whose params name it)."""
-    members = set(exp.members)
-    rows = [r for r in store.list_runs(order_by="created", descending=False)
-            if r["run_id"] in members or r.get("experiment") == exp.id]
-    for row in rows:
-        try:
-            params = store.get(row["run_id"]).params()
-        except StudioError:
-            params = {}
-        row["label"] = params.get("experiment_label") or row.get("name")
-        row["settings"] = params.get("experiment_settings") or {}
-        row["variant"] = params.get("experiment_variant")
-        row["trial"] = params.get("experiment_trial")
-    return rows
-
-
-def best_so_far(store: Any, run_id: str, metric: str) -> float | None:
-    """The best per-epoch validation value a run has logged (metrics.jsonl), or None."""
-    try:
-        records = store.get(run_id).metrics(kind="epoch")
-    except StudioError:
-        return None
-    values = [r.get(metric) for r in records if isinstance(r.get(metric), (int, float))]
-    values = [float(v) for v in values if math.isfinite(v)]
-    return max(values) if values else None
 
 
 def leaderboard(store: Any, exp: Experiment, live: bool = True) -> list[dict[str, Any]]:
