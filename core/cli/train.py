@@ -48,34 +48,33 @@ def add_commands(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from core.data import load_dataset
     from core.models import list_classical, list_models
-    from core.train import build_params, make_config, validate
+    from core.runs.submit import run_request
 
     if args.model not in list_models() and args.model not in list_classical():
         raise StudioError(f"unknown model '{args.model}'; choose one of: {', '.join(list_models() + list_classical())}.")
-    cfg = make_config(args.dataset, args.model, args.recipe, image_size=args.size, epochs=args.epochs,
-                      seed=args.seed, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
-                      schedule=args.schedule, augment=args.augment, max_minutes=args.max_minutes,
-                      device=args.device, precision=args.precision, pretrained=args.pretrained or None, data_dir=args.data_dir)
-    validate(cfg)
-    # Load once here so a missing dataset fails before a run directory is made.
-    load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.seed)
+    # check_data: a missing dataset fails before a run directory is made.
+    request = run_request(args.dataset, args.model, args.recipe, name=args.name, check_data=True,
+                          image_size=args.size, epochs=args.epochs, seed=args.seed, lr=args.lr,
+                          batch_size=args.batch_size, optimizer=args.optimizer, schedule=args.schedule,
+                          augment=args.augment, max_minutes=args.max_minutes, device=args.device,
+                          precision=args.precision, pretrained=args.pretrained or None, data_dir=args.data_dir)
+    cfg = request.config
     store = open_store(args)
     from core.train.distributed import env_world
 
     world = env_world()  # started by torchrun as one of several processes
-    params = scale.with_settings(build_params(cfg), args, world=world[1] if world else None)
+    params = scale.with_settings(request.params, args, world=world[1] if world else None)
 
     def announce(run) -> None:
         print(f"run {run.id}: {cfg.model} on {cfg.dataset} ({cfg.image_size} px), recipe {cfg.recipe}, "
               f"{cfg.epochs} epochs, seed {cfg.seed}")
 
     if world is not None:
-        return scale.train_torchrun(store, params, args.name, world, announce, train_foreground)
+        return scale.train_torchrun(store, params, request.name, world, announce, train_foreground)
     if scale.executor_choice(args) == "ray":
-        return scale.train_on_ray(store, params, args.name, args)
-    run = store.create_run(params, name=args.name)
+        return scale.train_on_ray(store, params, request.name, args)
+    run = store.create_run(params, name=request.name)
     announce(run)
     return train_foreground(run, store)
 

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 from core.atomic import _json_default, write_json
 from core.checkpoint import load_checkpoint_file  # noqa: F401  (imported from here too)
 from core.errors import StudioError
-from core.paths import runs_dir
+from core.paths import readable_dataset_name, runs_dir
 from core.runs.index import INDEXED_META_FIELDS, RunIndex, build_row, find_param
 from core.runs.lifecycle import (  # noqa: F401  (imported from here too)
     FINAL_STATUSES,
@@ -74,7 +74,8 @@ def new_run_id(params: Mapping[str, Any], now: datetime | None = None) -> str:
     """A fresh, sortable, readable run id such as ``20261123-193012-medvcnn-breastmnist-a1b2``.
 
     Args:
-        params: the run's params; ``model`` and ``dataset`` name the run when present.
+        params: the run's params; ``model`` and ``dataset`` name the run when present
+            (a folder dataset by :func:`core.paths.readable_dataset_name`).
         now: the creation time (UTC); defaults to now.
 
     Returns:
@@ -85,6 +86,8 @@ def new_run_id(params: Mapping[str, Any], now: datetime | None = None) -> str:
     for key in ("model", "dataset"):
         value = find_param(params, key)
         if isinstance(value, str):
+            if key == "dataset":  # an uploaded folder by its name, not this server's path to it
+                value = readable_dataset_name(value)
             slug = re.sub(r"[^A-Za-z0-9_]+", "-", value).strip("-_")[:32]
             if slug:
                 parts.append(slug)
