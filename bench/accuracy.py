@@ -49,7 +49,8 @@ def parse_overrides(pairs: list[str]) -> dict:
 def train_one(flag: str, model: str, size: int, recipe: str, seed: int, minutes: float, max_epochs: int | None,
               data_dir: str | None, runs_dir: str, overrides: dict | None = None) -> dict:
     from core.runs import RunStore
-    from core.train import build_params, make_config, run_training, validate
+    from core.runs.worker import train_in_this_process as run_training  # records status and times
+    from core.train import build_params, make_config, validate
 
     cfg = make_config(flag, model, recipe, image_size=size, seed=seed, epochs=max_epochs,
                       max_minutes=minutes, data_dir=data_dir, device="cpu", **(overrides or {}))

@@ -1,4 +1,5 @@
-"""Metrics from saved predictions, seed summaries, parameter counts and latency.
+"""Metrics from predictions only, and seed summaries. (Predicting a run's splits is
+:mod:`core.train.evaluation`; parameter counts and latency are :mod:`core.models.profile`.)
 
 Predictions follow one convention: ``scores`` is a float (N, K) array of probabilities
 (softmax over K classes for "binary", "multi-class" and "ordinal", so binary has K = 2; one
@@ -18,12 +19,12 @@ import math
 import statistics
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import cohen_kappa_score, roc_auc_score, roc_curve
+from sklearn.metrics import (cohen_kappa_score, confusion_matrix, log_loss, multilabel_confusion_matrix,
+                             precision_recall_fscore_support, roc_auc_score, roc_curve)
 
 from core.calibration import reliability_diagram
 from core.errors import StudioError
@@ -146,13 +147,14 @@ def _binary_auc(y: np.ndarray, s: np.ndarray) -> float | None:
 
 
 def _log_loss(p: np.ndarray, y: np.ndarray, task: str) -> float:
-    # Same clipping as scikit-learn's log_loss (float64 machine epsilon), so a confident
-    # wrong answer costs about 36 nats instead of infinity.
-    eps = np.finfo(np.float64).eps
-    if task == "multi-label":
-        q = np.clip(p, eps, 1 - eps)
-        return float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())
-    return float(-np.log(np.clip(p[np.arange(len(y)), y], eps, 1.0)).mean())
+    # scikit-learn clips to float64's machine epsilon, so a confident wrong answer costs about
+    # 36 nats instead of infinity. Multi-label: one binary log loss over all N*K labels.
+    with warnings.catch_warnings():
+        # float32 softmax rows sum to 1 within ~1e-7, not within sklearn's sqrt(eps) (checked above).
+        warnings.filterwarnings("ignore", message=".*do not sum to one")
+        if task == "multi-label":
+            return float(log_loss(y.ravel(), p.ravel(), labels=[0, 1]))
+        return float(log_loss(y, p, labels=list(range(p.shape[1]))))
 
 
 def _kappa(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int], weights: str | None = None) -> float | None:
@@ -208,20 +210,20 @@ def evaluate_predictions(scores, labels, task: str, class_names: Sequence[str] |
     multi = task == "multi-label"
     notes: list[str] = []
 
+    classes = list(range(k))
     if multi:
         y_bin, pred_bin = y, (p > THRESHOLD).astype(np.int64)
+        truth, guess, labels_arg = y, pred_bin, None
     else:
         pred = p.argmax(axis=1)
-        classes = np.arange(k)
-        y_bin = (y[:, None] == classes).astype(np.int64)
-        pred_bin = (pred[:, None] == classes).astype(np.int64)
+        y_bin = (y[:, None] == np.arange(k)).astype(np.int64)
+        pred_bin = (pred[:, None] == np.arange(k)).astype(np.int64)
+        truth, guess, labels_arg = y, pred, classes
     unit, plural = ("label", "labels") if multi else ("class", "classes")
 
-    # One-vs-rest counts per class (or label); everything per-class derives from them.
-    tp = (y_bin & pred_bin).sum(axis=0)
-    fp = ((1 - y_bin) & pred_bin).sum(axis=0)
-    fn = (y_bin & (1 - pred_bin)).sum(axis=0)
-    tn = n - tp - fp - fn
+    # One-vs-rest [[TN, FP], [FN, TP]] per class (or label); the clinical rates derive from them.
+    per_class_cm = multilabel_confusion_matrix(truth, guess, labels=labels_arg)
+    tn, fp, fn, tp = (per_class_cm[:, i, j] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
 
     class_auc: list[float | None] = []
     roc: list[dict] = []
@@ -260,17 +262,16 @@ def evaluate_predictions(scores, labels, task: str, class_names: Sequence[str] |
         auc = None
         notes.append("AUC is undefined: no class has both positive and negative samples.")
 
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, guess, labels=labels_arg, average=None, zero_division=0)
     per_class = []
     for j in range(k):
-        prec = float(tp[j] / (tp[j] + fp[j])) if tp[j] + fp[j] else 0.0
-        rec = float(tp[j] / (tp[j] + fn[j])) if tp[j] + fn[j] else 0.0
-        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
         per_class.append({
             "class": names[j],
-            "precision": prec,
-            "recall": rec,
-            "f1": float(f1),
-            "support": int(tp[j] + fn[j]),
+            "precision": float(precision[j]),
+            "recall": float(recall[j]),
+            "f1": float(f1[j]),
+            "support": int(support[j]),
             "sensitivity": _ratio(tp[j], tp[j] + fn[j]),
             "specificity": _ratio(tn[j], tn[j] + fp[j]),
             "auc": class_auc[j],
@@ -285,12 +286,14 @@ def evaluate_predictions(scores, labels, task: str, class_names: Sequence[str] |
         if len(averaged) < k:
             left = ", ".join(f"'{names[j]}'" for j in range(k) if j not in averaged)
             notes.append(f"Macro averages leave out {left}: neither in the labels nor predicted.")
-    support = np.array([per_class[j]["support"] for j in averaged], dtype=np.float64)
-    macro, weighted = {}, {}
-    for m in ("precision", "recall", "f1"):
-        vals = np.array([per_class[j][m] for j in averaged], dtype=np.float64)
-        macro[m] = float(vals.mean())
-        weighted[m] = float((vals * support).sum() / support.sum()) if support.sum() > 0 else None
+    averages = {}
+    for average in ("macro", "weighted"):
+        scores_avg = precision_recall_fscore_support(truth, guess, labels=averaged, average=average,
+                                                     zero_division=0)[:3]
+        averages[average] = {m: float(v) for m, v in zip(("precision", "recall", "f1"), scores_avg)}
+    macro, weighted = averages["macro"], averages["weighted"]
+    if support[averaged].sum() == 0:  # no positive label at all: a support-weighted mean is 0/0
+        weighted = {m: None for m in weighted}
 
     if multi:
         kappas = [_kappa(y[:, j], pred_bin[:, j], [0, 1]) for j in range(k)]
@@ -298,10 +301,10 @@ def evaluate_predictions(scores, labels, task: str, class_names: Sequence[str] |
         kappa = float(np.mean(finite)) if finite else None
         if len(finite) < k:
             notes.append(f"Kappa is the mean over the {len(finite)} of {k} labels where it is defined.")
-        confusion = [[[int(tn[j]), int(fp[j])], [int(fn[j]), int(tp[j])]] for j in range(k)]
+        confusion = per_class_cm.tolist()
     else:
-        kappa = _kappa(y, pred, list(range(k)))
-        confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k).tolist()
+        kappa = _kappa(y, pred, classes)
+        confusion = confusion_matrix(y, pred, labels=classes).tolist()
     if kappa is None:
         notes.append("Cohen's kappa is undefined: labels and predictions use one and the same class only.")
 
@@ -371,80 +374,4 @@ def summarize_seeds(evals: Sequence[dict], keys: Sequence[str] = DEFAULT_SEED_KE
             continue
         std = statistics.stdev(vals) if len(vals) > 1 else 0.0
         out[key] = {"mean": float(statistics.fmean(vals)), "std": float(std), "n": len(vals)}
-    return out
-
-
-def load_run_dataset(run, data_dir=None):
-    """The dataset a run was trained on, loaded as its training loaded it.
-
-    Args:
-        run: a :class:`core.runs.Run`.
-        data_dir: where MedMNIST files are, if not where the run was trained from.
-
-    Returns:
-        The :class:`core.data.ImageDataset` (same name, image size and split seed).
-
-    Raises:
-        StudioError: the run records no dataset, or it cannot be loaded on this machine.
-    """
-    from core.data import load_dataset
-
-    params = run.params()
-    config = params.get("config") or {}
-    spec = config.get("dataset") or params.get("dataset")
-    size = config.get("image_size") or params.get("image_size")
-    if not spec or not size:
-        raise StudioError(f"run {run.id} does not record its dataset and image size; it cannot be evaluated again.")
-    seed = int(config.get("seed", params.get("seed", 0)) or 0)
-    if data_dir is None and config.get("data_dir") and Path(config["data_dir"]).is_dir():
-        data_dir = config["data_dir"]  # where it was trained from, while that folder exists; else the default
-    return load_dataset(spec, size=int(size), data_dir=data_dir, seed=seed)
-
-
-def evaluate_run(run, tta: bool = False, calibrated: bool = False, data_dir=None, device: str = "cpu",
-                 splits: Sequence[str] = ("val", "test"), batch_size: int = 256) -> dict:
-    """Evaluate a run's best model on its own dataset again, optionally with test-time augmentation.
-
-    The predictions go through :func:`core.inference.predict_tensor`, the function the
-    Classify page and ``python -m core predict`` use, so ``tta`` here is the same mirror-image
-    averaging (logits of the image and of its horizontal flip) as the page's
-    "Test-time augmentation" box. Nothing is written: ``eval.json`` keeps the evaluation made
-    with the run's own settings.
-
-    Args:
-        run: a :class:`core.runs.Run` with a best checkpoint.
-        tta: average each image's logits with those of its mirror image.
-        calibrated: divide the logits by the run's fitted temperature first (changes
-            log loss and ECE, never the predicted class).
-        data_dir: where MedMNIST files are, if not where the run was trained from.
-        device: where to predict (``"cpu"``, ``"cuda"``).
-        splits: which splits to evaluate.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``{split: evaluate_predictions(...) + {"tta": bool, "calibrated": bool}}``.
-
-    Raises:
-        StudioError: no checkpoint (a classical baseline or an unfinished run), the dataset
-            cannot be loaded, or it no longer matches the model (channels, size).
-    """
-    from core.inference import load_run_model, predict_tensor
-
-    lm = load_run_model(run, "best", device=device)
-    data = load_run_dataset(run, data_dir)
-    if data.channels != lm.channels or data.image_size != lm.image_size:
-        raise StudioError(f"the dataset of run {run.id} now has {data.channels}-channel {data.image_size} px images, "
-                          f"but the model takes {lm.channels}-channel {lm.image_size} px ones; it cannot be evaluated.")
-    out = {}
-    for split in splits:
-        if split not in data.images:
-            raise StudioError(f"the dataset of run {run.id} has no '{split}' split; "
-                              f"choose from {', '.join(data.splits)}.")
-        images, labels = data.images[split], data.labels[split]
-        chunks = [predict_tensor(lm, images[i:i + batch_size], tta=tta, calibrated=calibrated)["probs"]
-                  for i in range(0, len(labels), batch_size)]
-        probs = np.concatenate(chunks) if chunks else np.zeros((0, lm.num_classes), dtype=np.float32)
-        ev = evaluate_predictions(probs, labels.numpy(), lm.task, lm.class_names)
-        # A run whose classes name left and right is never mirrored (lm.mirror False).
-        out[split] = {**ev, "tta": bool(tta) and lm.mirror, "calibrated": bool(calibrated)}
     return out

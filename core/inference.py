@@ -1,4 +1,5 @@
-"""Using a trained run: load its best checkpoint, turn uploaded files into tensors, predict.
+"""Using a trained run: load its best checkpoint, turn uploaded files into tensors, predict
+(plainly, or with Monte-Carlo dropout; :func:`predict_images` is the Classify page's one predictor).
 
 The Classify page, ``python -m core predict`` and the benchmarks all go through these
 functions, so a label shown in the browser is the label the command line prints.
@@ -14,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.checkpoint import check_model_checkpoint
 from core.errors import StudioError
 from core.forward import forward_logits, normalization, normalize, scores_from_logits
 from core.models.profile import has_dropout, is_dropout
-from core.runs.checkpoint_check import check_model_checkpoint
 from core.vocab import TASKS
 
 

@@ -26,7 +26,7 @@ def explain_examples(run, data_dir=None, n: int = EXAMPLES) -> list[tuple[bytes,
     import torch
     from PIL import Image
 
-    from core.evaluate import load_run_dataset
+    from core.train.evaluation import load_run_dataset
     from core.explain import explain, overlay
     from core.inference import load_run_model, predict_tensor, preprocess
     from core.report_figures import image_pair_png

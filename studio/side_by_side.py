@@ -52,7 +52,7 @@ def test_sample(run_dir: str, params_stamp: str, data_root: str, draw: int, n: i
         ``{"indices", "images": uint8 (n, C, S, S), "truth": one label text per image,
         "dataset"}``.
     """
-    from core.evaluate import load_run_dataset
+    from core.train.evaluation import load_run_dataset
     from core.runs import Run
 
     data = load_run_dataset(Run(Path(run_dir)))

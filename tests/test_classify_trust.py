@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from core.runs import RunStore
-from core.train import build_params, make_config, run_training
+from core.runs.worker import train_in_this_process as run_training  # records status and times
+from core.train import build_params, make_config
 from helpers_runs import make_run, square_images, write_dataset_folder
 from test_pages import _stop_job_runner, no_failure, open_page, texts  # noqa: F401 - shared fixture/helpers
 

@@ -273,7 +273,7 @@ def test_measure_latency_returns_fixed_keys_and_restores_mode():
 # ---------------------------------------------------------------------------- a run evaluated again
 def test_evaluate_run_with_and_without_test_time_augmentation(tmp_path):
     from core.data import load_dataset
-    from core.evaluate import evaluate_run
+    from core.train.evaluation import evaluate_run
     from core.inference import load_run_model, preprocess
     from core.runs import RunStore
     from helpers_runs import make_run, write_dataset_folder

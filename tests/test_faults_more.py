@@ -222,14 +222,14 @@ def test_out_of_memory_in_a_background_worker_keeps_the_log_to_one_sentence(tmp_
 
 
 def test_out_of_memory_outside_training_and_other_errors(tmp_path, capsys, monkeypatch):
-    import core.train.run
+    import core.train.evaluation
 
     def eval_runs_out(*args, **kwargs):
         raise RuntimeError(CPU_TEXT)
 
     store = RunStore(tmp_path / "runs")
     run = store.create_run({"model": "medvcnn", "dataset": "squares", "epochs": 1})
-    monkeypatch.setattr(core.train.run, "reevaluate_run", eval_runs_out)
+    monkeypatch.setattr(core.train.evaluation, "reevaluate_run", eval_runs_out)
     assert main(["eval", run.id, "--runs-dir", str(store.root)]) == 1
     err = capsys.readouterr().err
     assert err == ("error: `eval` ran out of memory (RAM); close other programs or training runs that use it and try "

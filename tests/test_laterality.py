@@ -27,7 +27,8 @@ from core.data.laterality import (
     write_mark,
 )
 from core.runs import RunStore
-from core.train import build_params, make_config, run_training
+from core.runs.worker import train_in_this_process as run_training  # records status and times
+from core.train import build_params, make_config
 from helpers_runs import square_images, write_dataset_folder
 from test_pages import _stop_job_runner, no_failure, open_page, texts  # noqa: F401 - shared fixture/helpers
 
@@ -167,7 +168,7 @@ def test_augmented_batches_of_a_sided_run_are_shifts_not_mirrors(sided_run):
 
 # ---------------------------------------------------------------------------- inference
 def test_no_flip_averaging_for_a_sided_run(sided_run, tmp_path):
-    from core.evaluate import evaluate_run
+    from core.train.evaluation import evaluate_run
     from core.inference import load_image_tensor, load_run_model, predict_tensor
 
     lm = load_run_model(sided_run["run"])

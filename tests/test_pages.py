@@ -22,7 +22,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.evaluate import evaluate_predictions
 from core.runs import FINAL_STATUSES, RunStore
-from core.train import build_params, make_config, run_training
+from core.runs.worker import train_in_this_process as run_training  # records status and times
+from core.train import build_params, make_config
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "studio" / "app.py")

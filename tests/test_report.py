@@ -173,7 +173,7 @@ def test_example_explanations_use_the_runs_model_on_one_image_per_class(tmp_path
     # the answer in each caption is the model's own, as Classify would give it
     import torch
 
-    from core.evaluate import load_run_dataset
+    from core.train.evaluation import load_run_dataset
     from core.inference import load_run_model, predict_tensor
 
     lm, ds = load_run_model(run), load_run_dataset(run)

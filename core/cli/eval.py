@@ -19,12 +19,12 @@ def add_commands(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from core.train.run import reevaluate_run
+    from core.train.evaluation import reevaluate_run
 
     store = open_store(args)
     run = store.get(args.run_id)
     if args.tta or args.calibrated:
-        from core.evaluate import evaluate_run
+        from core.train.evaluation import evaluate_run
 
         ev = evaluate_run(run, tta=args.tta, calibrated=args.calibrated, data_dir=args.data_dir)
         mirrored = bool(next(iter(ev.values()), {}).get("tta"))

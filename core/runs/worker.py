@@ -1,10 +1,11 @@
 """The worker process: ``python -m core.runs.worker RUN_DIR`` trains one run.
 
 The job runner starts it (so does ``python -m core train``). It marks the run
-``running`` with its pid, hands over to ``core.train.run_training(run, store)``, and
-writes the final status: ``completed``, ``cancelled`` (a cancel was requested),
-``failed`` (an exception; a one-line message in meta.json, the traceback in
-worker.log) or, on SIGTERM without a cancel request, ``interrupted``.
+``running`` with its pid and start time, hands over to ``core.train.run_training(run, store)``
+(which reports how training ended), and writes the final status and time: ``completed``,
+``cancelled`` (a cancel was requested), ``failed`` (an exception; a one-line message in
+meta.json, the traceback in worker.log) or, on SIGTERM without a cancel request,
+``interrupted``. Training itself never writes the status or the times.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Callable, Sequence
 import psutil
 
 from core.errors import StudioError
-from core.runs.jobs import LAUNCH_TOKEN_ENV, is_worker_alive
+from core.runs.executors import LAUNCH_TOKEN_ENV, is_worker_alive
 from core.runs.store import Run, RunStore, interrupted_reason, utc_now
 
 logger = logging.getLogger("core.runs.worker")
@@ -97,7 +98,7 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
             from core.runs.ddp_launcher import training_function
 
             train = training_function(run)
-        train(run, store)
+        result = train(run, store)
     except _Terminated:
         _ignore_sigterm()
         if run.cancel_requested():
@@ -123,11 +124,33 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
         _finish(store, run, "failed", message)
         return 1
     _ignore_sigterm()
-    # The trainer may have set a final status itself (cancelled when it saw the request).
+    # Training reports how it ended ("completed" or "cancelled"); the worker records it with
+    # the time. A training function that set a final status itself is left as it is.
+    reported = result.get("status") if isinstance(result, dict) else None
+    if reported not in ("completed", "cancelled"):
+        reported = "cancelled" if run.cancel_requested() else "completed"
     if run.meta().get("status") == "running":
-        _finish(store, run, "cancelled" if run.cancel_requested() else "completed")
+        _finish(store, run, reported)
     logger.info("run %s %s", run.id, run.meta().get("status"))
     return 0
+
+
+def train_in_this_process(run: Run, store: RunStore, progress: Callable[[dict], None] | None = None) -> int:
+    """Train a queued run here, as a worker process would: claim it, train it with
+    ``core.train.run_training`` and record its status and times (tests and benchmarks that
+    have no job runner use this).
+
+    Args:
+        run: a queued run of ``store``.
+        store: its run store.
+        progress: the step/epoch callback handed to the trainer.
+
+    Returns:
+        :func:`main`'s exit status (0 completed or cancelled, 1 failed, ...).
+    """
+    from core.train import run_training
+
+    return main([str(run.dir)], train=lambda r, s: run_training(r, s, progress))
 
 
 def _may_claim(run: Run, meta: dict[str, Any], refusal: list[str]) -> bool:

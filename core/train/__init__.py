@@ -1,4 +1,10 @@
-"""Training: settings, recipes, the device-aware trainer and the run entry point."""
+"""Training: settings (``config``), recipes, the device-aware trainer (``trainer``, with
+``weight_average`` and ``callbacks``), the run entry point (``run``: training reports its
+results, the worker in :mod:`core.runs.worker` records status and times), and a run's
+final evaluation (``evaluation``: predict the splits, then evaluate).
+
+Nothing here imports :mod:`core.runs`: runs call down into training, never the reverse.
+"""
 
 from core.train.config import TrainConfig, validate
 from core.train.device import describe_device, pick_device

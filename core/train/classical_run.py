@@ -15,30 +15,30 @@ from core.train.config import TrainConfig
 
 
 def run_classical(run, store, cfg: TrainConfig, data) -> dict[str, Any]:
-    """Fit on train, score val and test, write eval.json and predictions.npz."""
-    from core.evaluate import evaluate_predictions
+    """Fit on train, score val and test, write eval.json and predictions.npz.
+
+    Returns:
+        The fields written to ``meta.json`` plus ``"status": "completed"`` (the worker
+        records the status and the times).
+    """
     from core.models import create_classical
-    from core.train.run import now_iso
+    from core.train.evaluation import evaluate_splits
 
     est = create_classical(cfg.model, seed=cfg.seed)
     t0 = time.monotonic()
     est.fit(data.images["train"], data.labels["train"])
     train_seconds = time.monotonic() - t0
-    evals, arrays = {}, {}
-    for split in ("val", "test"):
-        scores = np.asarray(est.predict_proba(data.images[split]), dtype=np.float32)
-        labels = data.labels[split].numpy()
-        evals[split] = evaluate_predictions(scores, labels, data.task, list(data.class_names))
-        arrays[f"{split}_scores"] = scores
-        arrays[f"{split}_labels"] = labels
+    evals, arrays = evaluate_splits(
+        lambda split: (np.asarray(est.predict_proba(data.images[split]), dtype=np.float32), None),
+        data.labels, data.task, data.class_names)
     t1 = time.monotonic()
     est.predict_proba(data.images["test"][:64])
     latency_ms = (time.monotonic() - t1) / min(64, len(data.images["test"])) * 1000
     run.write_predictions(**arrays)
     run.write_eval(evals)
-    final = {"status": "completed", "finished": now_iso(), "epochs_done": 1, "best_epoch": 1,
+    final = {"epochs_done": 1, "best_epoch": 1,
              "train_seconds": round(train_seconds, 3), "latency_ms": latency_ms, "progress": 1.0,
              "task": data.task, "class_names": list(data.class_names), "params_count": 0,
              "test_acc": evals["test"]["acc"], "test_auc": evals["test"]["auc"]}
     store.update_meta(run.id, **final)
-    return final
+    return {**final, "status": "completed"}

@@ -4,7 +4,6 @@ both call :func:`run_training`, so the browser and the command line cannot drift
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from typing import Any, Callable
@@ -12,30 +11,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+import core.train.distributed as distributed
+from core.train.batch_plan import AUTO_BATCH, plan_batch
 from core.train.callbacks import (BestCheckpoint, Dwell, EarlyStopping, Reporter, StopOnRequest,
                                   TimeBudget)
-from core.train.batch_plan import AUTO_BATCH, plan_batch
-from core.train import distributed
 from core.train.config import TrainConfig
 from core.train.device import pick_device
+from core.train.evaluation import final_evaluation
 from core.train.progress import stop_record, time_left
-from core.forward import scores_from_logits
-from core.train.trainer import Trainer, make_batches, predict_logits
+from core.train.trainer import Trainer, make_batches
 
 CHECKPOINT_FORMAT = "studio-checkpoint-v1"
 META_EVERY_SECONDS = 1.0  # progress in meta.json is refreshed at most this often
-
-
-def now_iso() -> str:
-    from core.runs.store import utc_now
-
-    return utc_now()
-
-
-def _process_start_time() -> float:
-    import psutil
-
-    return psutil.Process().create_time()
 
 
 def seed_everything(seed: int) -> None:
@@ -79,7 +66,9 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
         progress: optional callback with each step/epoch record (the CLI's progress bar).
 
     Returns:
-        The final ``meta.json`` fields written.
+        The final ``meta.json`` fields written, plus ``"status"``: ``"completed"`` or
+        ``"cancelled"``, how training ended, which the worker (:mod:`core.runs.worker`)
+        records with the finishing time. Training never writes the run's status or times.
     """
     import dataclasses
 
@@ -92,10 +81,8 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     cfg = TrainConfig.from_dict(run.params()["config"])
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
-    meta = run.meta()
-    # The pid with its start time: whoever opens the store tells a dead run from a reused pid by it.
-    store.update_meta(run.id, status="running", pid=os.getpid(), pid_created=_process_start_time(),
-                      device=str(device), started=meta.get("started") or now_iso(), error=None)
+    # Status, pid and times are the worker's to record (core.runs.worker); training reports.
+    store.update_meta(run.id, device=str(device))
 
     data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.seed)
     if cfg.model in list_classical():
@@ -169,121 +156,15 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
                                  max_minutes=cfg.max_minutes, patience=cfg.early_stopping, monitor=cfg.monitor,
                                  best_epoch=result.best_epoch)}
     if result.status == "cancelled":
-        final.update(status="cancelled", finished=now_iso())
         store.update_meta(run.id, **final)
-        return final
+        return {**final, "status": "cancelled"}
     if not distributed.is_main():  # on several processes, rank 0 alone evaluates and writes
         return final
 
     final.update(final_evaluation(run, trainer.model, data, cfg, device))
-    final.update(status="completed", finished=now_iso(), progress=1.0, eta_seconds=0)
+    final.update(progress=1.0, eta_seconds=0)
     store.update_meta(run.id, **final)
-    return final
-
-
-def final_evaluation(run, model, data, cfg: TrainConfig, device) -> dict[str, Any]:
-    """Best weights -> val/test predictions, temperature, metrics and latency, all written to the run.
-
-    Args:
-        run: the run (its ``best`` checkpoint, when present, is loaded into ``model``).
-        model: the network, on ``device``.
-        data: the run's dataset.
-        cfg: the run's settings (``tta`` is honoured).
-        device: where to predict.
-
-    Returns:
-        Fields for ``meta.json``: temperature, latency_ms, test_acc, test_auc.
-    """
-    from core.calibration import fit_temperature
-    from core.evaluate import evaluate_predictions
-    from core.models.profile import measure_latency
-
-    best = run.load_checkpoint("best") if run.best_checkpoint.exists() else None
-    if best is not None:
-        from core.inference import load_weights
-
-        load_weights(model, best, f"the best checkpoint of run '{run.id}'")
-    mean, std = _normalization(best, cfg, data)
-    channels_last = device.type == "cuda"
-    splits = {}
-    for split in ("val", "test"):
-        batches = make_batches(data.images[split], data.labels[split], mean, std)
-        logits = predict_logits(model, batches, device, tta=cfg.tta, channels_last=channels_last)
-        splits[split] = (logits, data.labels[split])
-    temperature = float(fit_temperature(splits["val"][0].numpy(), splits["val"][1].numpy(), data.task))
-    evals, arrays = {}, {}
-    for split, (logits, labels) in splits.items():
-        scores = scores_from_logits(logits, data.task).numpy()
-        evals[split] = evaluate_predictions(scores, labels.numpy(), data.task, list(data.class_names))
-        arrays[f"{split}_scores"] = scores.astype(np.float32)
-        arrays[f"{split}_logits"] = logits.numpy().astype(np.float32)
-        arrays[f"{split}_labels"] = labels.numpy()
-    run.write_predictions(**arrays)
-    evals["baseline"] = _yardstick(data, cfg.seed)
-    run.write_eval(evals)
-    # The temperature travels with the best weights, so Classify can apply it when asked.
-    if best is not None:
-        best["temperature"] = temperature
-        run.save_checkpoint("best", best)
-    latency = measure_latency(model, (data.channels, cfg.image_size, cfg.image_size), device=str(device))
-    return {"temperature": temperature, "latency_ms": latency["median_ms"],
-            "test_acc": evals["test"]["acc"], "test_auc": evals["test"]["auc"]}
-
-
-def _yardstick(data, seed: int) -> dict[str, Any]:
-    """The quick classical baseline (core.baseline) the pages set the run beside. It only
-    informs, so a failure is recorded in its place (and logged) rather than failing a run
-    whose training and evaluation succeeded."""
-    from core.baseline import quick_baseline
-
-    try:
-        return quick_baseline(data, seed)
-    except Exception as exc:  # noqa: BLE001 - recorded in eval.json and in the worker log
-        import logging
-
-        logging.getLogger("core.train").exception("the quick baseline could not be fitted")
-        return {"skipped": f"the quick baseline could not be fitted ({type(exc).__name__}: {exc})"}
-
-
-def _normalization(ckpt: dict | None, cfg: TrainConfig, data):
-    if ckpt is not None:
-        return ckpt["mean"], ckpt["std"]
-    from core.models import model_info
-
-    return model_info(cfg.model, data.channels, data.num_classes, cfg.image_size).normalization(cfg.pretrained)
-
-
-def reevaluate_run(run, store, data_dir: str | None = None) -> dict[str, Any]:
-    """Recompute a finished run's evaluation from its best checkpoint (or, for a classical
-    baseline, from its saved predictions), rewrite ``eval.json`` and return it.
-    """
-    from core.data import load_dataset
-    from core.errors import StudioError
-    from core.evaluate import evaluate_predictions
-    from core.inference import rebuild_model
-
-    cfg = TrainConfig.from_dict(run.params()["config"])
-    if not run.best_checkpoint.exists():
-        preds = run.predictions()
-        if preds is None:
-            raise StudioError(f"run {run.id} has no checkpoint and no predictions yet; let it finish or resume it.")
-        meta = run.meta()
-        evals = {s: evaluate_predictions(preds[f"{s}_scores"], preds[f"{s}_labels"], meta["task"],
-                                         meta.get("class_names")) for s in ("val", "test")}
-        run.write_eval(evals)
-        return evals
-    ckpt = run.load_checkpoint("best")
-    from core.runs.checkpoint_check import check_model_checkpoint
-
-    check_model_checkpoint(ckpt, f"the best checkpoint of run '{run.id}'")  # before any key is read
-    if (ckpt.get("laterality") or {}).get("side_matters"):
-        cfg = cfg.replace(tta=False, mirror=False)  # as in training: never mirror this run's images
-    device = pick_device(cfg.device)
-    data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=data_dir or cfg.data_dir, seed=cfg.seed)
-    model = rebuild_model(ckpt).to(device)
-    fields = final_evaluation(run, model, data, cfg, device)
-    store.update_meta(run.id, **fields)
-    return run.eval()
+    return {**final, "status": "completed"}
 
 
 class _ProgressTracker:

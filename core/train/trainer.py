@@ -20,12 +20,13 @@ from torch import nn
 
 from core.errors import StudioError
 from core.forward import forward_logits, normalization, normalize, scores_from_logits
-from core.train import distributed
+import core.train.distributed as distributed
 from core.train.callbacks import Callback
 from core.train.config import TrainConfig
 from core.train.device import amp_dtype
 from core.train.losses import build_loss
 from core.train.optim import Schedule, build_optimizer, dense_penalty
+from core.train.weight_average import WeightAverage
 from core.vocab import TASK_TO_MEDMNIST
 
 
@@ -115,47 +116,6 @@ def quick_metrics(scores: np.ndarray, labels: np.ndarray, task: str) -> dict[str
     except ValueError:  # a split with one class present has no AUC
         out["auc"] = float("nan")
     return out
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights (buffers are copied as they are).
-
-    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so a
-    short run is not dominated by its random initial weights.
-    """
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.updates = 0
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.detach(), 1.0 - d)
-            else:
-                self.shadow[k].copy_(v)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.shadow.items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor], updates: int) -> None:
-        for k, v in state.items():
-            self.shadow[k].copy_(v)
-        self.updates = updates
-
-    @contextlib.contextmanager
-    def swapped_in(self, model: nn.Module):
-        """Run the model with the averaged weights inside the block, then put the raw ones back."""
-        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(self.shadow)
-        try:
-            yield model
-        finally:
-            model.load_state_dict(raw)
 
 
 @dataclass
