@@ -198,3 +198,29 @@ def test_delete_experiment_and_demo_caps(folder, store, monkeypatch):
         cancel_experiment(store, theirs.id, owner="bob")
     with pytest.raises(StudioError, match="only your own"):
         delete_experiment(store, theirs.id, owner="bob")
+
+
+def test_launch_runs_the_driver_detached_and_cancel_stops_it(folder, store):
+    """What the pages do: a driver process of its own, followed through the store, then cancelled."""
+    from core.experiments import driver_alive, launch_experiment
+
+    exp = create_experiment(store, plan_sweep(folder, parse_grid(["lr=1e-3,2e-3,3e-3"]), model="medvcnn",
+                                              fixed={"epochs": 50}))
+    launched = launch_experiment(store, exp.id)
+    assert launched.status == "running" and isinstance(launched.driver["pid"], int)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ExperimentBook(store).get(exp.id).members:
+        time.sleep(0.2)
+    current = get_experiment(store, exp.id)
+    assert current.status == "running" and driver_alive(current) and len(current.members) == 1
+    with pytest.raises(StudioError, match="running already"):
+        launch_experiment(store, exp.id)
+    cancel_experiment(store, exp.id)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (get_experiment(store, exp.id).status == "running"
+                                           or driver_alive(get_experiment(store, exp.id))):
+        time.sleep(0.2)  # the driver writes "cancelled", then exits
+    final = get_experiment(store, exp.id)
+    assert final.status == "cancelled" and not driver_alive(final)
+    assert [r["status"] for r in leaderboard(store, final)] == ["cancelled"]
+    assert "starting the driver" in (store.root / "experiments" / exp.id / "driver.log").read_text()
