@@ -224,3 +224,15 @@ def test_launch_runs_the_driver_detached_and_cancel_stops_it(folder, store):
     assert final.status == "cancelled" and not driver_alive(final)
     assert [r["status"] for r in leaderboard(store, final)] == ["cancelled"]
     assert "starting the driver" in (store.root / "experiments" / exp.id / "driver.log").read_text()
+
+
+def test_best_curve_is_the_running_maximum_of_validation():
+    from core.experiments import best_curve
+
+    rows = [{"run_id": "a", "status": "completed", "val_auc": 0.6, "finished": "2026-01-01T00:00:10+00:00"},
+            {"run_id": "b", "status": "completed", "val_auc": 0.5, "finished": "2026-01-01T00:00:20+00:00"},
+            {"run_id": "c", "status": "cancelled", "val_auc": None, "finished": "2026-01-01T00:00:25+00:00"},
+            {"run_id": "d", "status": "completed", "val_auc": 0.8, "finished": "2026-01-01T00:00:30+00:00"}]
+    curve = best_curve(rows, "2026-01-01T00:00:00+00:00")
+    assert curve == [{"seconds": 10.0, "best": 0.6, "run_id": "a"}, {"seconds": 20.0, "best": 0.6, "run_id": "a"},
+                     {"seconds": 30.0, "best": 0.8, "run_id": "d"}]

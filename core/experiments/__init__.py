@@ -40,6 +40,7 @@ from core.experiments.plan import (
 from core.experiments.record import KINDS, STATUSES, Experiment, ExperimentBook, validate_experiment_id
 from core.experiments.summary import (
     ablation_table,
+    best_curve,
     best_so_far,
     leaderboard,
     member_rows,
@@ -61,7 +62,7 @@ def get_experiment(store, exp_id: str) -> Experiment:
 
 __all__ = [
     "KINDS", "METRICS", "STATUSES", "STUDIES", "Experiment", "ExperimentBook", "Study", "Variant",
-    "ablation_table", "best_so_far", "cancel_experiment", "check_visitor_budget", "create_experiment",
+    "ablation_table", "best_curve", "best_so_far", "cancel_experiment", "check_visitor_budget", "create_experiment",
     "delete_experiment", "driver_alive", "epoch_seconds", "estimate_experiment", "experiment_status",
     "get_experiment", "grid_size", "launch_experiment", "leaderboard", "list_experiments", "member_rows",
     "parameter_importances", "parse_grid", "plan_ablation", "plan_auto", "plan_seeds", "plan_sweep",

@@ -66,6 +66,33 @@ def select_best(rows: Iterable[Mapping[str, Any]], metric: str = "val_auc") -> M
     return max(done, key=key)
 
 
+def best_curve(rows: Iterable[Mapping[str, Any]], started: str | None, metric: str = "val_auc") -> list[dict[str, Any]]:
+    """The best validation score so far, each time a member completed (for the live chart).
+
+    Args:
+        rows: leaderboard rows (``finished``, ``status`` and the validation columns).
+        started: the experiment's start time (ISO), the curve's zero.
+        metric: the validation metric.
+
+    Returns:
+        ``[{"seconds", "best", "run_id"}]`` in time order; ``run_id`` is the best run at that point.
+    """
+    from core.experiments.record import parse_time
+
+    zero = parse_time(started)
+    done = sorted((r for r in rows if r.get("status") == "completed" and parse_time(r.get("finished"))),
+                  key=lambda r: parse_time(r["finished"]))
+    out, best, best_id = [], None, None
+    for r in done:
+        value = r.get(metric) if r.get(metric) is not None else r.get(_OTHER[metric])
+        if value is not None and (best is None or value > best):
+            best, best_id = value, r["run_id"]
+        if best is not None:
+            out.append({"seconds": parse_time(r["finished"]) - (zero or parse_time(done[0]["finished"])),
+                        "best": best, "run_id": best_id})
+    return out
+
+
 def _neg_id(run_id: str) -> tuple:
     return tuple(-ord(c) for c in run_id)  # earlier (smaller) ids win ties under max()
 
