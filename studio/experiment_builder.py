@@ -157,7 +157,8 @@ def describe_estimate(exp, est: dict[str, Any]) -> None:
     """What launching will start: the runs and the estimated time, before anything is started."""
     c1, c2 = st.columns(2)
     if exp.kind == "auto":
-        c1.metric("Runs it will start", "as many as fit")
+        trials = exp.plan.get("max_trials")
+        c1.metric("Runs it will start", f"at most {trials}" if trials else "as many as fit")
         c2.metric("Time", f"{exp.plan['minutes']:g} min")
         st.caption("Trials start while the budget leaves room for one; what still trains at the end gets a short "
                    "grace to finish its evaluation, then is stopped.")
