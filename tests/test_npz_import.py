@@ -127,7 +127,7 @@ def test_pickled_objects_and_garbage_are_refused(tmp_path):
 def test_a_model_trains_on_an_imported_npz(tmp_path, monkeypatch):
     from core.runs import RunStore
     from core.runs.worker import train_in_this_process as run_training  # records status and times
-from core.train import build_params, make_config
+    from core.train import build_params, make_config
 
     folder = import_npz_dataset(medmnist_like(), "breastmnist.npz", tmp_path / "uploads")
     store = RunStore(tmp_path / "runs")

@@ -71,7 +71,7 @@ def test_a_time_limited_run_records_its_stop_and_time_left(tmp_path, monkeypatch
     """A real (tiny) run with a time limit that ends it after its first epoch."""
     from core.runs import RunStore
     from core.runs.worker import train_in_this_process as run_training  # records status and times
-from core.train import build_params, make_config
+    from core.train import build_params, make_config
     from core.train import callbacks as cb
     from helpers_runs import write_dataset_folder
 
