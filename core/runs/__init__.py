@@ -10,7 +10,10 @@ Where each piece lives:
   settle and stop its workers; ``executors.py``: local processes, liveness, GPU slots;
   ``ray_executor.py``: the same on a Ray cluster
 - ``worker.py``: the worker entry point (``python -m core.runs.worker RUN_DIR``);
-  ``reaper.py``: settles a foreground run whose process died
+  ``worker_proof.py``: which process may be signalled; ``ddp_launcher.py``: one run on
+  several processes; ``reaper.py``: settles a foreground run whose process died
+- ``safe_json.py``: reading run files a hand edit may have broken; ``leaderboard.py``:
+  what Compare tabulates (recipes, seed groups)
 - ``submit.py``: the settings of a new run, assembled and submitted the same way everywhere
 - the checkpoint format is :mod:`core.checkpoint`
 
