@@ -12,6 +12,7 @@ A full-page screenshot of every page goes to ``test-artifacts/screenshots/`` (or
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -145,7 +146,9 @@ def _full_page(page, path: Path) -> None:
 
 def _no_exception(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0
-    assert "Traceback" not in page.inner_text("body")
+    body = page.inner_text("body")
+    assert "Traceback" not in body
+    assert "(seed 0" not in body and ", seed 0" not in body, "no internal seed numbers on the page"
 
 
 def _altered_copy(official: Path, folder: Path) -> Path:
@@ -173,6 +176,7 @@ def _check_model_zip(path: Path) -> None:
     assert out.shape == (3, 2) and np.isfinite(out).all()
 
 
+@pytest.mark.timeout(1500)  # a one-epoch run and every page on a shared 2-core machine take over 10 min
 def test_browser_walkthrough(server, tmp_path, medmnist_dir):
     url = server["url"]
     shots = _shots_dir()
@@ -224,9 +228,16 @@ def test_browser_walkthrough(server, tmp_path, medmnist_dir):
             epochs.fill("1")
             epochs.press("Enter")
             expect(page.get_by_text("1 epoch:", exact=True)).to_be_visible()
+            # a refresh keeps the form (the settings are in the URL)
+            expect(page).to_have_url(re.compile(r"epochs=1"))
+            page.reload()
+            page.get_by_text("Advanced settings").click()
+            expect(page.get_by_label("Epochs", exact=True)).to_have_value("1")
+            expect(page.get_by_text("1 epoch:", exact=True)).to_be_visible()
             page.get_by_role("button", name="Start training").click()
             expect(page.get_by_text("Queued 1 run")).to_be_visible()
             expect(page.get_by_text("Finished in")).to_be_visible(timeout=300_000)
+            expect(page.get_by_text("Ran its one epoch.")).to_be_visible()  # why it stopped
             _no_exception(page)
             _full_page(page, shots / "train.png")
 
