@@ -229,3 +229,34 @@ def test_delete_removes_the_experiment_and_keeps_its_runs(breast):
     assert ExperimentBook(store).list() == []
     assert {r["run_id"] for r in store.list_runs()} == set(ids.values())
     assert any("No experiment yet" in i.value for i in at.info)
+
+
+def test_seeds_experiment_shows_mean_std_and_interval(breast):
+    import numpy as np
+    from scipy import stats
+
+    from core.experiments import plan_seeds
+    from core.train import build_params, make_config
+
+    store = RunStore(os.environ["STUDIO_RUNS_DIR"])
+    source = store.create_run(build_params(make_config("breastmnist", "medvcnn", "default", epochs=1, seed=0)),
+                              name="source")
+    exp = create_experiment(store, plan_seeds(store, source.id, n=3))
+    test_accs = [0.80, 0.84, 0.86]
+    members = []
+    for i, (entry, acc) in enumerate(zip(exp.planned_runs, test_accs)):
+        run = store.create_run(member_params(exp, entry, item=i), name=entry["label"])
+        run.write_eval({"val": {"acc": acc - 0.05, "auc": acc}, "test": {"acc": acc, "auc": acc + 0.05}})
+        store.update_meta(run.id, status="completed", epochs_done=1, epochs=1)
+        members.append(run.id)
+    ExperimentBook(store).update(exp.id, add_members=members, status="completed")
+    at = open_page(exp=exp.id)
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[2].value
+    row = table[(table["Split"] == "test") & (table["Metric"] == "acc")].iloc[0]
+    assert row["Mean"] == pytest.approx(np.mean(test_accs))
+    assert row["Std"] == pytest.approx(np.std(test_accs, ddof=1))
+    half = stats.t.ppf(0.975, 2) * np.std(test_accs, ddof=1) / np.sqrt(3)
+    assert row["95 % interval"] == f"{np.mean(test_accs) - half:.4f} .. {np.mean(test_accs) + half:.4f}"
+    assert row["Runs"] == 3
+    assert sorted(at.dataframe[1].value["Settings"]) == ["seed=1", "seed=2", "seed=3"]
