@@ -9,6 +9,9 @@ Networks::
 
 Classical baselines on flattened pixels: :func:`list_classical`, :func:`create_classical`.
 
+What a built network is like (trainable parameters, whether MC dropout can vary it, latency):
+:mod:`core.models.profile`.
+
 Importing this package registers every family below (each module's ``@register_model``).
 """
 
