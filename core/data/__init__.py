@@ -29,18 +29,9 @@ from core.data.dataset import SPLITS, TASKS, ImageDataset, ImportReport
 from core.data.folder_source import load_image_folder
 from core.data.images import (IMAGE_EXTENSIONS, MAX_FILE_BYTES, MAX_PIXELS, DecodedImage, decode_image, image_to_tensor,
                               is_grayscale, is_image_candidate, read_image)
-from core.data.medmnist_info import MEDMNIST_SIZES, MedmnistFacts, medmnist_facts, medmnist_on_disk
-from core.data.medmnist_source import (
-    NotOfficialNpz,
-    import_npz,
-    import_npz_bytes,
-    list_medmnist,
-    load_medmnist,
-    medmnist_filename,
-    medmnist_md5,
-    medmnist_url,
-    read_medmnist_npz,
-)
+from core.data.medmnist_info import (MEDMNIST_SIZES, MedmnistFacts, list_medmnist, medmnist_facts, medmnist_filename,
+                                     medmnist_md5, medmnist_on_disk, medmnist_url)
+from core.data.medmnist_source import NotOfficialNpz, import_npz, import_npz_bytes, load_medmnist, read_medmnist_npz
 from core.data.npz_source import import_npz_dataset, is_npz_dataset, read_npz_dataset
 from core.data.safe_zip import extract_zip
 

@@ -21,8 +21,8 @@ import torch
 
 from core.atomic import atomic_write, write_bytes
 from core.data.dataset import ImageDataset, ImportReport
-from core.data.medmnist_info import (_FLAGS_2D, MEDMNIST_SIZES, check_flag_size, list_medmnist,  # noqa: F401
-                                     medmnist_facts, medmnist_filename, medmnist_md5, medmnist_url)
+from core.data.medmnist_info import (MEDMNIST_SIZES, check_flag_size, is_medmnist, list_medmnist, medmnist_facts,
+                                     medmnist_filename, medmnist_md5, medmnist_url)
 from core.data.npy_cache import images_on_disk, memmap_threshold, npz_headers
 from core.errors import DataError
 from core.paths import data_dir as resolve_data_dir
@@ -277,11 +277,11 @@ def _md5(fh: BinaryIO) -> str:
 
 
 def _identify(filename: str, digest: str) -> tuple[str, int]:
-    official = {medmnist_md5(f, s): (f, s) for f in _FLAGS_2D for s in MEDMNIST_SIZES}
+    official = {medmnist_md5(f, s): (f, s) for f in list_medmnist() for s in MEDMNIST_SIZES}
     m = _NAME.match(filename.strip().lower())
     if m and m.group("flag").endswith("3d"):
-        raise DataError(f"{filename} is a 3D MedMNIST dataset, which the studio does not use; import one of {', '.join(_FLAGS_2D)}")
-    if m and m.group("flag") in _FLAGS_2D:
+        raise DataError(f"{filename} is a 3D MedMNIST dataset, which the studio does not use; import one of {', '.join(list_medmnist())}")
+    if m and is_medmnist(m.group("flag")):
         flag, size = check_flag_size(m.group("flag"), int(m.group("size") or 28))
         expected = medmnist_md5(flag, size)
         if digest == expected:
