@@ -49,7 +49,7 @@ def add_arguments(p) -> None:
     p.add_argument("--sweep-epochs", type=int, default=3)
     p.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray cluster started for the sweep")
     p.add_argument("--ray-address", help="use this running Ray cluster instead of starting one here")
-    p.add_argument("--skip", choices=["processes", "sweep", "ray"], action="append", default=[],
+    p.add_argument("--skip", choices=["processes", "sweep", "local-2", "ray"], action="append", default=[],
                    help="leave out a part (repeatable)")
 
 
@@ -116,31 +116,37 @@ def time_sweep(root: Path, label: str, runner_for, args) -> dict[str, Any]:
 
 
 def _sweep_executors(args) -> tuple[list[tuple[str, Any]], Any]:
-    """``(label, store -> runner)`` per executor, and a function that shuts Ray down (or None)."""
+    """``(label, store -> runner)`` per executor, and a function that shuts Ray down (or None).
+
+    The local Ray cluster is started on its first use, so its processes do not share the
+    cores with the local executor's measurements that come before it.
+    """
     from core.runs import JobRunner, LocalProcessExecutor
 
-    one_thread = {"OMP_NUM_THREADS": "1"}
-    out = [("local, default concurrency", lambda s: JobRunner(s, LocalProcessExecutor())),
-           ("local, 2 at a time, 1 thread each",
-            lambda s: JobRunner(s, LocalProcessExecutor(env=one_thread), max_concurrent=2))]
+    out = [("local, default concurrency", lambda s: JobRunner(s, LocalProcessExecutor()))]
+    if "local-2" not in args.skip:
+        out.append(("local, 2 at a time, 1 thread each",
+                    lambda s: JobRunner(s, LocalProcessExecutor(env={"OMP_NUM_THREADS": "1"}), max_concurrent=2)))
     if "ray" in args.skip:
         return out, None
     import ray
 
     from core.runs.ray_executor import NAMESPACE, RayExecutor
 
-    shutdown = None
-    address = args.ray_address
-    if address is None:
-        started = time.perf_counter()
-        ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False, namespace=NAMESPACE)
-        address = ray.get_runtime_context().gcs_address
-        print(f"local Ray cluster with {args.ray_cpus} CPUs started in {time.perf_counter() - started:.1f} s "
-              f"(not counted in the sweep times)", flush=True)
-        shutdown = ray.shutdown
-    label = f"Ray cluster ({'started here, ' + str(args.ray_cpus) + ' CPUs' if args.ray_address is None else address})"
-    out.append((label, lambda s: JobRunner(s, RayExecutor(address))))
-    return out, shutdown
+    address = [args.ray_address]
+
+    def ray_runner(store):
+        if address[0] is None:
+            started = time.perf_counter()
+            ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False, namespace=NAMESPACE)
+            address[0] = ray.get_runtime_context().gcs_address
+            print(f"local Ray cluster with {args.ray_cpus} CPUs started in {time.perf_counter() - started:.1f} s "
+                  f"(not counted in the sweep times)", flush=True)
+        return JobRunner(store, RayExecutor(address[0]))
+
+    where = f"started here, {args.ray_cpus} CPUs" if args.ray_address is None else args.ray_address
+    out.append((f"Ray cluster ({where})", ray_runner))
+    return out, (ray.shutdown if args.ray_address is None else None)
 
 
 def _print_processes(rows: list[dict[str, Any]]) -> None:
