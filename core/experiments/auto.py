@@ -102,6 +102,7 @@ class AutoSearch:
         self.study = study_from_runs(exp, leaderboard(store, exp, live=False))
         self.live: dict[str, tuple[Any, int]] = {}  # run id -> (trial, last epoch reported)
         self.pruned: set[str] = set()
+        self.completed = sum(1 for r in rows if r.get("status") == "completed")
         self.backlog: list[tuple[Any, tuple[dict, str]]] = []
         self.asked = len(rows)
         self.closed = False
@@ -118,7 +119,10 @@ class AutoSearch:
 
         remaining = self.deadline - time.time()
         max_trials = self.plan.get("max_trials")
-        if remaining < self.min_train_s + self.overhead_s or (max_trials is not None and self.asked >= max_trials):
+        # The first trial (the default recipe) always starts while any budget is left: on a slow
+        # machine it is the one result there will be.
+        room = remaining > 0 if self.asked == 0 else remaining >= self.min_train_s + self.overhead_s
+        if not room or (max_trials is not None and self.asked >= max_trials):
             self.closed = True
         while not self.closed and len(self.backlog) < free:
             trial = self.study.ask(self.dists)
@@ -164,6 +168,7 @@ class AutoSearch:
                     self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
                 else:
                     self.study.tell(trial, float(value))
+                    self.completed += 1
                 del self.live[run_id]
             elif status in ("cancelled", "failed", "interrupted"):
                 state = "PRUNED" if status == "cancelled" else "FAIL"
@@ -171,7 +176,7 @@ class AutoSearch:
                 del self.live[run_id]
 
     def done(self, rows: list[dict[str, Any]]) -> bool:
-        if time.time() > self.deadline - self.min_train_s - self.overhead_s:
+        if self.asked and time.time() > self.deadline - self.min_train_s - self.overhead_s:
             self.closed = True
         return self.closed and not self.backlog
 
@@ -191,8 +196,11 @@ class AutoSearch:
     def _past_deadline(self, now: float, epochs_reported: int) -> bool:
         """Whether a trial still running must be cancelled for the budget. One that has trained
         an epoch is finishing within its own time limit (its evaluation included) and gets
-        twice the grace; one that has not is cancelled after the grace."""
+        twice the grace; one that has not is cancelled after the grace. While no trial has
+        completed, the graces are four times as long."""
         grace = max(GRACE_S, self.overhead_s)
+        if not self.completed:  # the only hope of a result: it gets longer (a very slow machine)
+            grace *= 4
         return now > self.deadline + (grace if epochs_reported == 0 else 2 * grace)
 
     def _learn_overhead(self, row: dict[str, Any]) -> None:
