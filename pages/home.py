@@ -10,16 +10,13 @@ QUICK = dict(dataset="breastmnist", model="medvcnn", image_size=28, epochs=10)
 
 def quick_start() -> str:
     """Queue a small, fast run (MedvCNN on BreastMNIST, 28 px, the default recipe)."""
-    from core.data import load_medmnist
-    from core.train import build_params, make_config, validate
+    from core.runs.submit import run_request, submit
 
-    cfg = validate(make_config(QUICK["dataset"], QUICK["model"], "default", image_size=QUICK["image_size"],
-                               epochs=QUICK["epochs"]))
     with st.spinner("Checking the BreastMNIST file (downloaded the first time, about 0.5 MB)..."):
         # As `python -m core train` does: a missing dataset fails here, before a run exists.
-        load_medmnist(cfg.dataset, size=cfg.image_size)
-    return ui.runner().submit(build_params(cfg), name="Quick start: MedvCNN on BreastMNIST",
-                              owner=ui.session_owner())
+        request = run_request(QUICK["dataset"], QUICK["model"], "default", name="Quick start: MedvCNN on BreastMNIST",
+                              check_data=True, image_size=QUICK["image_size"], epochs=QUICK["epochs"])
+    return submit(ui.runner(), [request], owner=ui.session_owner())[0]
 
 
 def recent_runs() -> None:

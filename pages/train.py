@@ -234,19 +234,12 @@ def model_card(model: str, size: int, facts: dict, batch: int, epochs: int) -> N
 
 
 def launch(spec: str, size: int, models: list[str], recipe: str, changed: dict, name: str) -> list[str]:
-    """Queue one run per model. ``JobRunner.submit_many`` validates every run (and the
+    """Queue one run per model (:mod:`core.runs.submit`): every run is checked (and the
     demo's limits) first, so a bad setting queues nothing."""
-    from core.train import build_params, make_config
+    from core.runs.submit import run_requests, submit
 
-    configs = [make_config(spec, m, recipe, image_size=size, **changed) for m in models]
-    jobs = []
-    for cfg in configs:
-        if name:
-            label = f"{name} ({cfg.model})" if len(configs) > 1 else name
-        else:
-            label = ui.default_run_name(cfg.model, spec, size)
-        jobs.append((build_params(cfg), label))
-    ids = ui.runner().submit_many(jobs, owner=ui.session_owner())
+    ids = submit(ui.runner(), run_requests(spec, models, recipe, name=name, image_size=size, **changed),
+                 owner=ui.session_owner())
     st.session_state.setdefault("my_runs", []).extend(ids)
     return ids
 

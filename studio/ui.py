@@ -203,11 +203,6 @@ def run_label(row: dict[str, Any]) -> str:
     return f"{label} · {when}" if when else label
 
 
-def default_run_name(model: str, dataset: str, size: int) -> str:
-    """What a run is called when the person gives no name."""
-    return f"{model} on {dataset_label(dataset)}, {size} px"
-
-
 def dataset_label(spec: Any) -> str:
     """A MedMNIST name as is; an imported folder by its folder name."""
     if not isinstance(spec, str):
