@@ -103,7 +103,7 @@ def open_links(rows: list[dict], compare: bool = True) -> None:
         if r.get("status") != "completed":
             continue
         name = md_escape(r.get("name") or r["run_id"])
-        cols = st.columns([1, 1, 2]) if compare else st.columns([1, 3])
+        cols = st.columns([1, 1, 1]) if compare else st.columns([2, 1])  # wide enough for a run name
         with cols[0]:
             if can_classify(r):
                 run_link("classify", r["run_id"], f"Classify with {name}", icon=":material/image_search:")
