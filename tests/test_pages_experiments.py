@@ -36,7 +36,7 @@ def _stop_processes():
     store = RunStore(os.environ["STUDIO_RUNS_DIR"])
     for row in ExperimentBook(store).list():
         pid = (ExperimentBook(store).get(row["exp_id"]).driver or {}).get("pid")
-        if row["status"] == "running" and isinstance(pid, int):
+        if row["status"] == "running" and isinstance(pid, int) and pid != os.getpid():
             try:
                 os.killpg(pid, signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
@@ -260,3 +260,31 @@ def test_seeds_experiment_shows_mean_std_and_interval(breast):
     assert row["95 % interval"] == f"{np.mean(test_accs) - half:.4f} .. {np.mean(test_accs) + half:.4f}"
     assert row["Runs"] == 3
     assert sorted(at.dataframe[1].value["Settings"]) == ["seed=1", "seed=2", "seed=3"]
+
+
+def test_live_leaderboard_ranks_a_running_trial_by_its_best_epoch_so_far(breast):
+    import socket
+
+    import psutil
+
+    store = RunStore(os.environ["STUDIO_RUNS_DIR"])
+    exp_id, ids = fabricated_sweep(store, "breastmnist", {0.001: 0.80, 0.002: 0.70})
+    running = ids[0.002]
+    me = psutil.Process()  # this process stands in for the driver and the worker (the runner checks they live)
+    store.update_meta(running, status="running", epochs_done=1, epochs=3, pid=me.pid, pid_created=me.create_time(),
+                      host=socket.gethostname(), executor="local")
+    store.get(running).eval_path.unlink()  # not evaluated yet: ranked by its epochs so far
+    ExperimentBook(store).update(exp_id, status="running", finished=None,
+                                 driver={"pid": me.pid, "pid_created": me.create_time(), "host": socket.gethostname()})
+    at = open_page(exp=exp_id)
+    board = at.dataframe[1].value
+    assert list(board["Run"]) == [ids[0.001], running]
+    assert list(board["validation AUC"]) == pytest.approx([0.80, 0.70])
+    assert list(board["Status"]) == ["completed", "running"]
+    assert metrics(at)["Training now"] == "1"
+    store.get(running).append_metrics({"kind": "epoch", "epoch": 2, "step": 2, "val_auc": 0.91})
+    at.run()  # the next redraw: the running trial's better epoch moves it to the top
+    board = at.dataframe[1].value
+    assert list(board["Run"]) == [running, ids[0.001]]
+    assert list(board["validation AUC"]) == pytest.approx([0.91, 0.80])
+    assert page_links(at)["Use the best run so far on Classify"] == f"run={ids[0.001]}"  # only finished runs count
