@@ -174,11 +174,13 @@ def test_demo_refuses_a_launch_past_the_visitors_budget(breast, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- leaderboard
-def fabricated_sweep(store: RunStore, dataset: str, val_aucs: dict[float, float]) -> tuple[str, dict[float, str]]:
+def fabricated_sweep(store: RunStore, dataset: str, val_aucs: dict[float, float],
+                     owner: str | None = None) -> tuple[str, dict[float, str]]:
     """A completed sweep over lr whose member runs have the given validation AUC per lr
     (test AUC = 1.5 - val AUC, so test ranks them the other way round)."""
     exp = create_experiment(store, plan_sweep(dataset, parse_grid([f"lr={','.join(map(str, val_aucs))}"]),
-                                              model="medvcnn", fixed={"epochs": 1}, name="lr [sweep](x)"))
+                                              model="medvcnn", fixed={"epochs": 1}, name="lr [sweep](x)",
+                                              owner=owner))
     ids = {}
     for i, entry in enumerate(exp.planned_runs):
         run = store.create_run(member_params(exp, entry, item=i), name=f"{exp.name} · {entry['label']}")
@@ -288,3 +290,18 @@ def test_live_leaderboard_ranks_a_running_trial_by_its_best_epoch_so_far(breast)
     assert list(board["Run"]) == [running, ids[0.001]]
     assert list(board["validation AUC"]) == pytest.approx([0.91, 0.80])
     assert page_links(at)["Use the best run so far on Classify"] == f"run={ids[0.001]}"  # only finished runs count
+
+
+def test_demo_only_the_owner_may_cancel_or_delete(breast, monkeypatch):
+    monkeypatch.setenv("STUDIO_DEMO", "1")
+    store = RunStore(os.environ["STUDIO_RUNS_DIR"])
+    exp_id, _ = fabricated_sweep(store, "breastmnist", {0.001: 0.7, 0.002: 0.8}, owner="visitor-a")
+    ExperimentBook(store).update(exp_id, status="interrupted")  # no driver: cancel is offered
+    other = open_page(owner="visitor-b", exp=exp_id)
+    labels = [b.label for b in other.button]
+    assert "Cancel the experiment" not in labels and "Delete the experiment" not in labels
+    assert any("Another visitor started this experiment" in c.value for c in other.caption)
+    mine = open_page(owner="visitor-a", exp=exp_id)
+    [b for b in mine.button if b.label == "Cancel the experiment"][0].click().run()
+    assert not mine.error, [e.value for e in mine.error]
+    assert get_experiment(store, exp_id).status == "cancelled"
