@@ -239,3 +239,21 @@ def test_ordinal_grades_are_named_on_classify_and_compare(tmp_path, monkeypatch,
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     heat = next(s for s in specs if s["data"] and s["data"][0].get("type") == "heatmap")
     assert heat["data"][0]["x"] == ["grade 0", "grade 1"] and heat["data"][0]["y"] == ["grade 0", "grade 1"]
+
+
+def test_running_card_says_time_left_within_the_time_limit(tmp_path, monkeypatch, medmnist_dir):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("STUDIO_RUNS_DIR", str(root))
+    run = make_run(root, "medvcnn", steps=2, seed=4)
+    # as the trainer writes it 66 s into a 2-minute run of 10 epochs (core.train.progress.time_left)
+    RunStore(root).update_meta(run.id, status="running", epoch=3, epochs=10, progress=0.3, eta_seconds=54.0,
+                               time_limit_minutes=2.0)
+    from core.runs.jobs import JobRunner
+
+    # no worker process stands behind this made-up run: keep the job runner from settling it
+    monkeypatch.setattr(JobRunner, "recover", lambda self: [])
+    monkeypatch.setattr(JobRunner, "poll", lambda self, *a, **k: None)
+    at = train_page(monkeypatch, tmp_path, medmnist_dir, my_runs=[run.id])
+    no_failure(at)
+    bars = [p.proto.text for p in at.get("progress")]
+    assert "Epoch 3 of 10 · about 54 s left (time limit 2 min)" in bars, bars
