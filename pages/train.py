@@ -140,15 +140,18 @@ def advanced(base, spec: str, size: int, model_supports_pretrained: bool) -> dic
         c1, c2, c3 = st.columns(3)
         v["early_stopping"] = c1.number_input("Early stopping (epochs without improvement)", 0, 100,
                                               key=form.setting("early_stopping", base.early_stopping,
-                                                               bounds=(0, 100), cast=int), help="Stop when the validation score has not "
-                                              "improved for this many epochs. 0 turns it off.")
+                                                               bounds=(0, 100), cast=int),
+                                              help="Stop when the validation score has not improved for this many "
+                                                   "epochs. 0 turns it off.")
         v["seed"] = c2.number_input("Random seed", 0, 2**31 - 1,
-                                    key=form.setting("seed", base.seed, bounds=(0, 2**31 - 1), cast=int), help="The same seed and settings "
-                                    "train the same model again. Try a few seeds to see how much results vary.")
+                                    key=form.setting("seed", base.seed, bounds=(0, 2**31 - 1), cast=int),
+                                    help="The same seed and settings train the same model again. Try a few seeds "
+                                         "to see how much results vary.")
         v["max_minutes"] = c3.number_input("Time limit (minutes, 0 = none)", 0.0, 10080.0, step=5.0,
                                            key=form.setting("max_minutes", float(base.max_minutes),
-                                                            bounds=(0.0, 10080.0), cast=float), help="Stop training after this many minutes and keep the "
-                                                          "best model so far.")
+                                                            bounds=(0.0, 10080.0), cast=float),
+                                           help="Stop training after this many minutes and keep the best model "
+                                                "so far.")
         c1, c2 = st.columns(2)
         v["class_weights"] = c1.checkbox("Weight rare classes more",
                                          key=form.setting("class_weights", base.class_weights),
