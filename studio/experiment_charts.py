@@ -48,8 +48,9 @@ def leaderboard_frame(rows: Sequence[Mapping[str, Any]], metric: str) -> pd.Data
                     "Val ACC": _num(r.get("val_acc")), "Val AUC": _num(r.get("val_auc")), "Epochs": epochs,
                     "Seconds": _num(r.get("train_seconds")), "Test ACC": _num(r.get("test_acc")),
                     "Test AUC": _num(r.get("test_auc"))})
-    columns = ["Rank", "Run", "Settings", "Status", METRIC_NAMES[metric], "Val ACC", "Val AUC", "Epochs", "Seconds",
-               "Test ACC", "Test AUC"]
+    # Settings last: they can be long, and the scores should stay in view.
+    columns = ["Rank", "Run", "Status", METRIC_NAMES[metric], "Val ACC", "Val AUC", "Epochs", "Seconds",
+               "Test ACC", "Test AUC", "Settings"]
     return pd.DataFrame(out, columns=columns)
 
 
