@@ -5,8 +5,10 @@ below it. Now the estimate comes, in this order, from:
 
 1. the last finished run of the same architecture, image size, batch and device (what
    training really cost here, scaled to this dataset's number of images), or
-2. a measurement in a background thread (:func:`studio.ui.measure_train_step`), shown
-   when it is ready; meanwhile the card says it is being measured.
+2. a measurement in a background thread: a few steps of the real trainer
+   (:func:`core.train.step_timer.measure_train_step`, which the pages reach as
+   ``ui.measure_train_step``), shown when it is ready; meanwhile the card says it is
+   being measured.
 """
 
 from __future__ import annotations
