@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds after the deadline that trials still finishing (their last evaluation) get, at least.
 GRACE_S = 20.0
+#: Nothing trains longer than this past the deadline (the stated margin of the budget, less the
+#: few seconds a cancelled worker takes to stop).
+HARD_S = 30.0
 _MIN_TRIAL_S = 8.0
 #: A trial's cost beyond its training (worker start, data loading, final evaluation), assumed
 #: until a finished trial shows the real figure on this machine.
@@ -194,14 +197,14 @@ class AutoSearch:
         return last
 
     def _past_deadline(self, now: float, epochs_reported: int) -> bool:
-        """Whether a trial still running must be cancelled for the budget. One that has trained
-        an epoch is finishing within its own time limit (its evaluation included) and gets
-        twice the grace; one that has not is cancelled after the grace. While no trial has
-        completed, the graces are four times as long."""
+        """Whether a trial still running must be cancelled for the budget. The budget is kept:
+        nothing trains more than ``HARD_S`` past the deadline. Within that, a trial that has not
+        trained an epoch gets the grace, one finishing within its own time limit (an epoch done,
+        its evaluation to come) or the only hope of a result (nothing completed yet) twice it."""
         grace = max(GRACE_S, self.overhead_s)
-        if not self.completed:  # the only hope of a result: it gets longer (a very slow machine)
-            grace *= 4
-        return now > self.deadline + (grace if epochs_reported == 0 else 2 * grace)
+        if epochs_reported or not self.completed:
+            grace *= 2
+        return now > self.deadline + min(grace, HARD_S)
 
     def _learn_overhead(self, row: dict[str, Any]) -> None:
         try:
