@@ -13,7 +13,6 @@ import contextlib
 import inspect
 
 import torch
-from timm.utils import ModelEmaV3
 from torch import nn
 
 # (1 + s / 9) ** -1 = 9 / (9 + s), so timm's decay is s / (9 + s) = (1 + n) / (10 + n).
@@ -33,6 +32,10 @@ class WeightAverage:
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.updates = 0
+        # Imported here: importing timm loads its whole model zoo (seconds), which only runs
+        # with weight averaging on should pay for.
+        from timm.utils import ModelEmaV3
+
         extra = {}
         if "stochastic_rounding" in inspect.signature(ModelEmaV3).parameters:  # newer timm releases
             # Plain lerp: stochastic rounding applies to bf16 weights only, which the trainer
