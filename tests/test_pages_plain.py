@@ -13,6 +13,7 @@ AppTest on small fabricated runs:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,8 @@ def test_train_page_speaks_plainly(tmp_path, monkeypatch, medmnist_dir):
     no_failure(at)
     shown = all_text(at)
     assert "seed 0" not in shown and "(seed" not in shown, "no internal seed numbers"
-    assert "None" not in shown
+    # no raw None (the augmentation choice "None: images are used as they are" is a word, not a value)
+    assert not re.search(r"(?<!\w)None(?![:\w])", shown), re.findall(r".{30}(?<!\w)None(?![:\w]).{30}", shown)
     architecture = next(s for s in at.selectbox if s.label == "Architecture")
     assert "medvcnn · MedvCNN" in architecture.options
     recipe = next(c for c in at.caption if c.value == SUMMARIES["default"])
