@@ -343,6 +343,12 @@ def main() -> None:
     st.title("Train a model")
     if ui.limits_text():
         st.info(ui.limits_text(), icon=":material/info:")
+    if st.toggle("Plan an experiment instead: a sweep, seeds, a paper's ablation, or Auto (the best model in a "
+                 "time budget)", key="train_experiment"):
+        from studio.experiment_builder import show
+
+        show()  # launched experiments are followed on the Experiments page
+        return
     spec, size = pick_data()
     facts = ui.dataset_facts(spec, size)
     with ui.guard("checking whether left and right matter in this dataset"):

@@ -305,3 +305,17 @@ def test_demo_only_the_owner_may_cancel_or_delete(breast, monkeypatch):
     [b for b in mine.button if b.label == "Cancel the experiment"][0].click().run()
     assert not mine.error, [e.value for e in mine.error]
     assert get_experiment(store, exp_id).status == "cancelled"
+
+
+def test_train_page_offers_the_builder_and_auto(squares):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("../pages/train.py")
+    at.run()
+    assert [b.label for b in at.button if b.label == "Launch the experiment"] == []  # one run by default
+    at.toggle(key="train_experiment").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key="expb_kind").value == "auto"
+    at.number_input(key="expb_minutes").set_value(3.0).run()
+    assert metrics(at) == {"Runs it will start": "as many as fit", "Time": "3 min"}
+    assert len([b for b in at.button if b.label == "Launch the experiment"]) == 1
