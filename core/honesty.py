@@ -90,7 +90,7 @@ def _num(value: Any) -> float | None:
 
 
 def judge(test: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None = None,
-          stop: Mapping[str, Any] | None = None, classical: bool = False) -> Verdict:
+          stop: Mapping[str, Any] | None = None, classical: bool = False, recipe: str | None = None) -> Verdict:
     """Warnings about a finished run's test scores, with what to try.
 
     Args:
@@ -98,6 +98,8 @@ def judge(test: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None = N
         baseline: ``eval.json["baseline"]`` (:func:`core.baseline.quick_baseline`), if any.
         stop: ``meta["stop"]`` (:func:`core.train.progress.stop_record`), to tailor advice.
         classical: the run is itself a classical baseline (no epochs, no recipe to change).
+        recipe: the run's recipe (``params.json["recipe"]``): the default recipe is not advised
+            to a run that already used it.
 
     Returns:
         A :class:`Verdict`.
@@ -138,10 +140,11 @@ def judge(test: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None = N
         problems.append(f"A quick {baseline.get('description') or 'classical baseline'} fitted{took} on the same "
                         f"training images scored test {scores}: this run is worse than that simple yardstick.")
         kinds.append("below_baseline")
-    return Verdict(problems, _advice(kinds, stop, classical) if problems else [], kinds)
+    return Verdict(problems, _advice(kinds, stop, classical, recipe) if problems else [], kinds)
 
 
-def _advice(kinds: list[str], stop: Mapping[str, Any] | None, classical: bool) -> list[str]:
+def _advice(kinds: list[str], stop: Mapping[str, Any] | None, classical: bool,
+            recipe: str | None = None) -> list[str]:
     if classical:
         return ["Train a neural network on the same data on the Train page: a classical baseline on raw pixels "
                 "often cannot do better.",
@@ -159,7 +162,10 @@ def _advice(kinds: list[str], stop: Mapping[str, Any] | None, classical: bool) -
     if {"one_class", "near_chance_acc"} & set(kinds):
         tips.append("Tick “Weight rare classes more” under Advanced settings, so the model cannot score by "
                     "answering the most common class.")
-    tips.append("Try the recommended “Fast default” recipe, or a lower learning rate if the curves jump around.")
+    if recipe == "default":
+        tips.append("Try a lower learning rate (Advanced settings) if the curves jump around.")
+    else:
+        tips.append("Try the recommended “Fast default” recipe, or a lower learning rate if the curves jump around.")
     tips.append("Try another architecture; compare them on the Compare page.")
     tips.append("Check on the Datasets page that the images and their labels look right.")
     return tips

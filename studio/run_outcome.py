@@ -24,9 +24,10 @@ def _verdict(run_dir: str, stamp: str) -> Verdict:
     run = Run(Path(run_dir))
     evaluation = run.eval() or {}
     meta = run.meta()
-    model = str((run.params() or {}).get("model") or meta.get("model") or "")
+    params = run.params() or {}
+    model = str(params.get("model") or meta.get("model") or "")
     return judge(evaluation.get("test"), evaluation.get("baseline"), meta.get("stop"),
-                 classical=model in list_classical())
+                 classical=model in list_classical(), recipe=params.get("recipe"))
 
 
 def verdict_for(run_id: str) -> Verdict:

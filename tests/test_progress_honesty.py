@@ -161,6 +161,11 @@ def test_worse_than_the_baseline_says_both_scores_and_what_to_try():
     assert "fitted in 2 s" in v.problems[0]
     assert v.advice[0].startswith("Give it more time")
     assert judge(test, baseline, classical=True).kinds == [], "a classical run is not judged against itself"
+    default_tip = "Try the recommended “Fast default” recipe, or a lower learning rate if the curves jump around."
+    assert default_tip in judge(test, baseline, recipe="paper").advice
+    already = judge(test, baseline, recipe="default").advice
+    assert default_tip not in already and "Try a lower learning rate (Advanced settings) if the curves jump around." \
+        in already, "a run that used the default recipe is not told to try it"
 
 
 def test_near_chance_auc_and_multilabel_chance_level():
