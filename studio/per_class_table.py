@@ -22,11 +22,14 @@ def per_class_frame(selected: list[dict], data: dict) -> pd.DataFrame:
         has been evaluated.
     """
     from core.per_class import per_class_from_eval
+    from studio.labels import class_label
 
     rows = []
     for r in selected:
-        for c in per_class_from_eval(data[r["run_id"]]["eval"].get("test")):
-            rows.append({"Run": r["label"], "Class": c["class"], "Test images": c["support"],
+        test = data[r["run_id"]]["eval"].get("test")
+        for c in per_class_from_eval(test):
+            rows.append({"Run": r["label"], "Class": class_label(c["class"], (test or {}).get("task")),
+                         "Test images": c["support"],
                          "Sensitivity": c["sensitivity"], "Specificity": c["specificity"],
                          "Precision": c["precision"], "Recall": c["recall"], "F1": c["f1"],
                          "Accuracy": c["accuracy"]})
@@ -37,8 +40,11 @@ def per_class_section(selected: list[dict], data: dict) -> None:
     """Compare's "Per class" section: F1 bars per class and run, then the table of rates."""
     from studio import charts
 
-    rows = [{"run": r["label"], "class": c["class"], "f1": c["f1"]}
-            for r in selected for c in (data[r["run_id"]]["eval"].get("test") or {}).get("per_class") or []]
+    from studio.labels import class_label
+
+    tests = {r["run_id"]: data[r["run_id"]]["eval"].get("test") or {} for r in selected}
+    rows = [{"run": r["label"], "class": class_label(c["class"], tests[r["run_id"]].get("task")), "f1": c["f1"]}
+            for r in selected for c in tests[r["run_id"]].get("per_class") or []]
     if rows:
         st.subheader("Per class")
         st.plotly_chart(charts.per_class_f1(pd.DataFrame(rows)))

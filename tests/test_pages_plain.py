@@ -217,6 +217,8 @@ def ordinal_run(root: Path, dataset: Path):
         ev[split].update(task="ordinal", class_names=["0", "1"])
         for c, name in zip(ev[split].get("roc") or [], ("0", "1")):
             c["class"] = name
+        for c, name in zip(ev[split].get("per_class") or [], ("0", "1")):
+            c["class"] = name
     run.write_eval(ev)
     RunStore(root).update_meta(run.id, task="ordinal", class_names=["0", "1"])
     return run
@@ -241,6 +243,10 @@ def test_ordinal_grades_are_named_on_classify_and_compare(tmp_path, monkeypatch,
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     heat = next(s for s in specs if s["data"] and s["data"][0].get("type") == "heatmap")
     assert heat["data"][0]["x"] == ["grade 0", "grade 1"] and heat["data"][0]["y"] == ["grade 0", "grade 1"]
+    bars = next(s for s in specs if "F1 per class" in str((s["layout"].get("title") or {}).get("text")))
+    assert sorted({x for t in bars["data"] for x in t["x"]}) == ["grade 0", "grade 1"]
+    table = next(d.value for d in at.dataframe if "Sensitivity" in d.value.columns)  # the per-class rates
+    assert sorted(set(table["Class"])) == ["grade 0", "grade 1"]
 
 
 def test_running_card_says_time_left_within_the_time_limit(tmp_path, monkeypatch, medmnist_dir):
