@@ -179,7 +179,8 @@ def test_page_imports_an_altered_npz_as_own_data_and_keeps_it_selected(tmp_path)
     assert own.value == folders[0], "the other tab selects it too"
     at.switch_page("../pages/train.py").run()
     assert not at.exception and not at.error, texts(at.error)
-    assert f"{folders[0].name} (your images)" in at.selectbox[0].options, "the Train page offers it"
+    # offered by its readable name, without the content hash of its folder (issue 15 item 13)
+    assert "breastmnist (your images)" in at.selectbox[0].options, "the Train page offers it"
 
 
 def test_page_keeps_an_imported_official_file_selected(medmnist_dir):

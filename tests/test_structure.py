@@ -16,8 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
-# Issue 14 is being worked on; the lead removes this mark once every check passes.
-IN_PROGRESS = pytest.mark.xfail(reason="issue 14 restructuring in progress", strict=False)
 
 
 def _module_name(path: Path) -> str:
@@ -119,7 +117,6 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-@IN_PROGRESS
 def test_no_import_cycle_in_core():
     cycles = _cycles(_graph())
     assert cycles == [], "import cycles in core/: " + "; ".join(" <-> ".join(c) for c in cycles)
@@ -131,23 +128,19 @@ def _importers(prefix: str, of: str) -> list[str]:
                   and any(e == of or e.startswith(of + ".") for e in edges))
 
 
-@IN_PROGRESS
 def test_train_never_imports_the_run_store():
     assert _importers("core.train", "core.runs") == []
 
 
-@IN_PROGRESS
 def test_data_never_imports_the_limits_policy():
     assert _importers("core.data", "core.limits") == []
 
 
-@IN_PROGRESS
 def test_limits_is_policy_only():
     edges = _graph().get("core.limits", set())
     assert not [e for e in edges if e.startswith(("core.data", "core.train"))], sorted(edges)
 
 
-@IN_PROGRESS
 def test_medmnist_info_is_read_only_inside_core_data():
     pattern = re.compile(r"\bINFO\b")
     readers = []
@@ -162,7 +155,6 @@ def test_medmnist_info_is_read_only_inside_core_data():
     assert readers == []
 
 
-@IN_PROGRESS
 @pytest.mark.parametrize("folder", ["core", "studio", "pages"])
 def test_no_file_over_400_lines(folder):
     long = {p.relative_to(ROOT).as_posix(): n for p in sorted((ROOT / folder).rglob("*.py"))
