@@ -11,6 +11,7 @@ A full-page screenshot of every page goes to ``test-artifacts/screenshots/`` (or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -79,11 +80,11 @@ def _stop_workers(runs: Path) -> None:
                 pass
 
 
-@pytest.fixture
-def server(tmp_path, medmnist_dir):
-    data = tmp_path / "data"
-    data.mkdir()  # empty: the walk imports BreastMNIST on the Datasets page
-    runs = tmp_path / "runs"
+@contextlib.contextmanager
+def studio_server(tmp_path: Path, data: Path, runs: Path, before_stop=None):
+    """A ``streamlit run studio/app.py`` server on a free port over ``data`` and ``runs``;
+    stopped (its process group, then the workers it started) on the way out, after
+    ``before_stop(runs)`` when given."""
     port = _free_port()
     env = {**os.environ, "STUDIO_RUNS_DIR": str(runs), "STUDIO_DATA_DIR": str(data), "STUDIO_DEVICE": "cpu"}
     log = tmp_path / "streamlit.log"
@@ -97,6 +98,8 @@ def server(tmp_path, medmnist_dir):
         _wait_healthy(url, proc, log)
         yield {"url": url, "runs": runs, "data": data, "log": log}
     finally:
+        if before_stop is not None:
+            before_stop(runs)
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=15)
@@ -106,6 +109,14 @@ def server(tmp_path, medmnist_dir):
         except ProcessLookupError:
             pass
         _stop_workers(runs)
+
+
+@pytest.fixture
+def server(tmp_path, medmnist_dir):
+    data = tmp_path / "data"
+    data.mkdir()  # empty: the walk imports BreastMNIST on the Datasets page
+    with studio_server(tmp_path, data, tmp_path / "runs") as info:
+        yield info
 
 
 def _shots_dir() -> Path:

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers_runs import write_dataset_folder
 from tests.test_browser import (
-    CHROMIUM, CHROMIUM_ARGS, _free_port, _full_page, _no_exception, _stop_workers, _wait_healthy, expect,
-    pytestmark, sync_playwright,
+    CHROMIUM, CHROMIUM_ARGS, _full_page, _no_exception, expect, pytestmark, studio_server, sync_playwright,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,30 +51,8 @@ def _stop_drivers(runs: Path) -> None:
 def server(tmp_path):
     data = tmp_path / "data"
     write_dataset_folder(data / "uploads" / "someone" / "squares-0123abcd", {"train": 16, "val": 8, "test": 8})
-    runs = tmp_path / "runs"
-    port = _free_port()
-    env = {**os.environ, "STUDIO_RUNS_DIR": str(runs), "STUDIO_DATA_DIR": str(data), "STUDIO_DEVICE": "cpu"}
-    log = tmp_path / "streamlit.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "studio/app.py", "--server.port", str(port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
-        yield {"url": url, "runs": runs, "log": log}
-    finally:
-        _stop_drivers(runs)
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-        _stop_workers(runs)
+    with studio_server(tmp_path, data, tmp_path / "runs", before_stop=_stop_drivers) as info:
+        yield info
 
 
 def test_auto_launched_from_the_page_shows_its_leaderboard(server):

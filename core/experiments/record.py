@@ -24,11 +24,7 @@ from typing import Any, Iterator
 
 from core.atomic import write_json
 from core.errors import StudioError
-
-try:  # POSIX; elsewhere writes are not locked across processes
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
+from core.runs.run import lock_directory
 
 KINDS = ("sweep", "seeds", "ablation", "auto")
 #: planned: written, no driver yet; running: a driver is following it.
@@ -296,12 +292,5 @@ def _stamp(folder: Path) -> str:
 def _locked(folder: Path) -> Iterator[None]:
     if not folder.is_dir():
         raise StudioError(f"experiment '{folder.name}' no longer exists in {folder.parent}; it was deleted")
-    if fcntl is None:  # pragma: no cover
+    with lock_directory(folder):
         yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -313,8 +313,8 @@ class Run:
 
 
 @contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    """Exclusive lock on the run directory, across threads and processes (flock)."""
+def lock_directory(run_dir: Path) -> Iterator[None]:
+    """Exclusive lock on a directory (a run's, an experiment's), across threads and processes (flock)."""
     if fcntl is None:  # pragma: no cover
         yield
         return
@@ -344,7 +344,7 @@ def merge_meta(run: Run, fields: Mapping[str, Any], condition: MetaCondition | N
     _check_fields(fields)
     if not run.dir.is_dir():
         raise StudioError(f"run '{run.id}' no longer exists in {run.dir.parent}; it was deleted")
-    with _locked(run.dir):
+    with lock_directory(run.dir):
         damaged: StudioError | None = None
         try:
             meta = run.meta()

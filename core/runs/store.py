@@ -1,22 +1,7 @@
 """The run store: one directory per run (:mod:`core.runs.run`), and an SQLite index over them.
 
-Layout of ``<runs_dir>/<run_id>/`` (MLflow / W&B style; read and written by
-:class:`core.runs.run.Run`)::
-
-    params.json          the run's configuration, written once at creation
-    meta.json            status, times, pid, device, progress; read-merge-written
-    metrics.jsonl        one JSON object per line: {"kind", "epoch", "step", "time", ...}
-    checkpoints/best.pt  torch checkpoints (the format: core.checkpoint)
-    checkpoints/last.pt
-    eval.json            {"val": {...}, "test": {"acc", "auc", "macro": {"f1"}, ...}}
-    predictions.npz      val/test scores and labels
-    cancel.request       present when someone asked the run to stop
-    worker.log           the worker process's stdout and stderr
-
-Every file except the two append-only streams (metrics.jsonl, worker.log) is written
-atomically (:mod:`core.atomic`), so a reader never sees half a file and a full disk
-leaves the previous version in place. Run ids are ``YYYYMMDD-HHMMSS-model-dataset-xxxx``
-in UTC, so they sort by creation time.
+The layout of ``<runs_dir>/<run_id>/`` and how each file is written: :mod:`core.runs.run`.
+Run ids are ``YYYYMMDD-HHMMSS-model-dataset-xxxx`` in UTC, so they sort by creation time.
 """
 
 from __future__ import annotations
