@@ -160,3 +160,11 @@ def test_no_file_over_400_lines(folder):
     long = {p.relative_to(ROOT).as_posix(): n for p in sorted((ROOT / folder).rglob("*.py"))
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}
+
+
+@pytest.mark.parametrize("folder, name", [("core/train", "core.runs"), ("core/data", "core.limits")])
+def test_the_lower_layer_does_not_even_name_the_upper_one(folder, name):
+    """The issue's own check, ``grep -rn core.runs core/train``: not in code, not in a docstring."""
+    found = [f"{p.relative_to(ROOT).as_posix()}:{i}" for p in sorted((ROOT / folder).rglob("*.py"))
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if name in line]
+    assert found == []

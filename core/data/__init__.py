@@ -19,7 +19,7 @@ Every source returns an :class:`ImageDataset` whose splits are uint8 tensors in 
   name a side, so no mirroring).
 - Training aids: ``augment`` (presets), ``balance`` (class weights, weighted sampler).
 
-Nothing here imports :mod:`core.limits`: the demo's caps arrive as arguments.
+Nothing here imports the demo's limits policy: its caps arrive as arguments.
 """
 
 from core.data.augment import AUGMENT_PRESETS, AugmentSpec, augment_batch, augment_spec, describe_augment

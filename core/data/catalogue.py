@@ -3,7 +3,7 @@
 A dataset spec is a MedMNIST flag ("bloodmnist"), or the path of an image folder, a
 ``.zip`` of one, or a person's own ``.npz``. :func:`load_dataset` picks the source;
 :func:`count_dataset_images` sizes a spec without decoding an image (the demo's limit on
-dataset size is judged from it, see :func:`core.limits.check_dataset_size`).
+dataset size is judged from it, see ``check_dataset_size`` in the limits policy).
 """
 
 from __future__ import annotations

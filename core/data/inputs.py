@@ -37,7 +37,7 @@ def iter_image_sources(
         paths: files, folders and ``.zip`` files.
         max_bytes: the largest file or zip entry accepted (checked before reading it).
         max_entries: a lower cap than :data:`~core.data.safe_zip.MAX_ENTRIES` on a zip's
-            entries (the demo's :attr:`core.limits.Limits.max_zip_files`); None keeps that one.
+            entries (the demo policy's ``Limits.max_zip_files``); None keeps that one.
 
     Returns:
         An iterator; each item is as above.

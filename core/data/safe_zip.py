@@ -55,7 +55,7 @@ def check_zip(zf: zipfile.ZipFile, label: str = "the zip", max_entries: int | No
         zf: the open archive.
         label: what to call it in messages.
         max_entries: a cap on entries below :data:`MAX_ENTRIES` (the demo's
-            :attr:`core.limits.Limits.max_zip_files`); None keeps the studio's own.
+            the demo policy's ``Limits.max_zip_files``); None keeps the studio's own.
 
     Returns:
         The file entries to extract (no directories, no ``__MACOSX/`` or dotfiles).

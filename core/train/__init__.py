@@ -1,9 +1,9 @@
 """Training: settings (``config``), recipes, the device-aware trainer (``trainer``, with
 ``weight_average`` and ``callbacks``), the run entry point (``run``: training reports its
-results, the worker in :mod:`core.runs.worker` records status and times), and a run's
+results, the job runner's worker records status and times), and a run's
 final evaluation (``evaluation``: predict the splits, then evaluate).
 
-Nothing here imports :mod:`core.runs`: runs call down into training, never the reverse.
+Nothing here imports the run store or the job runner: runs call down into training, never the reverse.
 """
 
 from core.train.config import TrainConfig, validate

@@ -4,7 +4,7 @@ This module is what a rank needs while it trains: its place in the process group
 (:class:`Group`, :func:`start_group`, :func:`current`) and the collectives the trainer calls.
 Starting the processes is someone else's job: torchrun (``torchrun --nproc_per_node N -m core
 train ...``, see :mod:`core.cli.scale`), or the worker of a run whose params say
-``"processes": N``, which starts N - 1 followers (:mod:`core.runs.ddp_launcher`).
+``"processes": N``, which starts N - 1 followers (the launcher beside the job runner, ``ddp_launcher``).
 
 Every rank walks the same shuffled order; each global batch of ``batch_size`` images is
 split between the ranks (``batch[rank::world]``), DDP all-reduces the gradients, so the

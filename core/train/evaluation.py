@@ -156,7 +156,7 @@ def load_run_dataset(run, data_dir=None):
     """The dataset a run was trained on, loaded as its training loaded it.
 
     Args:
-        run: a :class:`core.runs.Run`.
+        run: a run directory object (the run store's ``Run``).
         data_dir: where MedMNIST files are, if not where the run was trained from.
 
     Returns:
@@ -190,7 +190,7 @@ def evaluate_run(run, tta: bool = False, calibrated: bool = False, data_dir=None
     with the run's own settings.
 
     Args:
-        run: a :class:`core.runs.Run` with a best checkpoint.
+        run: a run directory object (the run store's ``Run``) with a best checkpoint.
         tta: average each image's logits with those of its mirror image.
         calibrated: divide the logits by the run's fitted temperature first (changes
             log loss and ECE, never the predicted class).

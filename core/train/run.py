@@ -61,13 +61,13 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     """Train (or resume) ``run`` and write its checkpoints, metrics, evaluation and predictions.
 
     Args:
-        run: a :class:`core.runs.Run` whose ``params.json`` holds ``config``.
-        store: the :class:`core.runs.RunStore` that owns it.
+        run: a run directory object (the run store's ``Run``) whose ``params.json`` holds ``config``.
+        store: the run store that owns it.
         progress: optional callback with each step/epoch record (the CLI's progress bar).
 
     Returns:
         The final ``meta.json`` fields written, plus ``"status"``: ``"completed"`` or
-        ``"cancelled"``, how training ended, which the worker (:mod:`core.runs.worker`)
+        ``"cancelled"``, how training ended, which the job runner's worker
         records with the finishing time. Training never writes the run's status or times.
     """
     import dataclasses
@@ -81,7 +81,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     cfg = TrainConfig.from_dict(run.params()["config"])
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
-    # Status, pid and times are the worker's to record (core.runs.worker); training reports.
+    # Status, pid and times are the job runner's worker's to record; training reports.
     store.update_meta(run.id, device=str(device))
 
     data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.seed)
