@@ -50,13 +50,13 @@ def train_one(flag: str, model: str, size: int, recipe: str, seed: int, minutes:
               data_dir: str | None, runs_dir: str, overrides: dict | None = None) -> dict:
     from core.runs import RunStore
     from core.runs.worker import train_in_this_process as run_training  # records status and times
-    from core.train import build_params, make_config, validate
+    from core.runs.submit import run_request
 
-    cfg = make_config(flag, model, recipe, image_size=size, seed=seed, epochs=max_epochs,
-                      max_minutes=minutes, data_dir=data_dir, device="cpu", **(overrides or {}))
-    validate(cfg)
+    request = run_request(flag, model, recipe, image_size=size, seed=seed, epochs=max_epochs,
+                          max_minutes=minutes, data_dir=data_dir, device="cpu", **(overrides or {}))
+    cfg = request.config
     store = RunStore(runs_dir)
-    run = store.create_run(build_params(cfg), name=f"bench accuracy seed {seed}")
+    run = store.create_run(request.params, name=f"bench accuracy seed {seed}")
     run_training(run, store)
     meta, ev = run.meta(), run.eval() or {}
     if meta.get("status") != "completed":

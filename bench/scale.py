@@ -66,14 +66,14 @@ def time_one_run(root: Path, processes: int, args) -> dict[str, Any]:
         RuntimeError: the run did not complete (its error says why).
     """
     from core.runs import JobRunner, LocalProcessExecutor, RunStore
-    from core.train import build_params, make_config
+    from core.runs.submit import run_request
 
     store = RunStore(root / f"runs-p{processes}-{time.monotonic_ns()}")
-    cfg = make_config(args.dataset, args.model, "default", data_dir=args.data_dir, epochs=args.epochs,
-                      batch_size=args.batch_size, seed=0, device=args.device)
+    request = run_request(args.dataset, args.model, "default", data_dir=args.data_dir, epochs=args.epochs,
+                          batch_size=args.batch_size, seed=0, device=args.device)
     env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else None
     runner = JobRunner(store, LocalProcessExecutor(env=env), max_concurrent=1, poll_interval=0.2)
-    run_id = runner.submit({**build_params(cfg), "processes": processes})
+    run_id = runner.submit({**request.params, "processes": processes})
     status = runner.wait(run_id, timeout=WAIT_S, interval=0.2)
     run = store.get(run_id)
     meta = run.meta()

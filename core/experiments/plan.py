@@ -107,7 +107,7 @@ def grid_size(grid: Mapping[str, Sequence[Any]]) -> int:
 def _run_entry(dataset: str, settings: Mapping[str, Any], base: Mapping[str, Any], label: str | None = None,
                data_dir: str | None = None) -> dict[str, Any]:
     """One planned run: its varied settings, a label and the full validated TrainConfig dict."""
-    from core.train import make_config, validate
+    from core.runs.submit import run_request
 
     values = {**base, **settings}
     model = values.pop("model", None)
@@ -118,8 +118,7 @@ def _run_entry(dataset: str, settings: Mapping[str, Any], base: Mapping[str, Any
     if model not in list_models():
         raise StudioError(f"unknown model '{model}'; choose one of: {', '.join(list_models())}")
     recipe = values.pop("recipe", "default")
-    cfg = make_config(dataset, model, recipe, data_dir=data_dir, **values)
-    validate(cfg)
+    cfg = run_request(dataset, model, recipe, data_dir=data_dir, **values).config  # checked as any run is
     label = label or " ".join(f"{k}={_show(v)}" for k, v in settings.items())
     return {"label": label, "settings": dict(settings), "config": cfg.to_dict()}
 

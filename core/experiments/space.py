@@ -186,12 +186,12 @@ def config_for(space: Mapping[str, Any], values: Mapping[str, Any], dataset: str
     Returns:
         A validated :class:`core.train.TrainConfig`.
     """
-    from core.train import make_config, validate
+    from core.runs.submit import run_request
 
     arch = next(a for a in space["arches"] if a["arch"] == values["arch"])
     limit_s = max(6.0, min(float(space["trial_seconds"]) * 1.5, remaining_s))
-    cfg = make_config(dataset, arch["model"], "default", image_size=arch["image_size"], epochs=arch["epochs"],
-                      lr=float(values["lr"]), weight_decay=float(values["weight_decay"]), augment=values["augment"],
-                      label_smoothing=float(values["label_smoothing"]), ema=float(values["ema"]),
-                      schedule=values["schedule"], seed=seed, max_minutes=round(limit_s / 60, 3), data_dir=data_dir)
-    return validate(cfg)
+    return run_request(dataset, arch["model"], "default", image_size=arch["image_size"], epochs=arch["epochs"],
+                       lr=float(values["lr"]), weight_decay=float(values["weight_decay"]), augment=values["augment"],
+                       label_smoothing=float(values["label_smoothing"]), ema=float(values["ema"]),
+                       schedule=values["schedule"], seed=seed, max_minutes=round(limit_s / 60, 3),
+                       data_dir=data_dir).config
