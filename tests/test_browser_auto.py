@@ -82,7 +82,7 @@ def test_auto_launched_from_the_page_shows_its_leaderboard(server):
             _full_page(page, shots / "experiments-builder.png")
 
             page.get_by_role("button", name="Launch the experiment").click()
-            expect(page.get_by_text("Launched Auto on squares-0123abcd")).to_be_visible()
+            expect(page.get_by_text("Launched Auto on squares (2 min)")).to_be_visible()  # no import hash
             expect(page.get_by_text("Leaderboard", exact=True).first).to_be_visible()
             # The live view redraws itself until the search ends, then once more for good.
             expect(page.get_by_text("The best run:").first).to_be_visible(timeout=240_000)

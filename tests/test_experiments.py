@@ -236,3 +236,15 @@ def test_best_curve_is_the_running_maximum_of_validation():
     curve = best_curve(rows, "2026-01-01T00:00:00+00:00")
     assert curve == [{"seconds": 10.0, "best": 0.6, "run_id": "a"}, {"seconds": 20.0, "best": 0.6, "run_id": "a"},
                      {"seconds": 30.0, "best": 0.8, "run_id": "d"}]
+
+
+def test_an_upload_names_its_experiments_by_its_readable_name(tmp_path):
+    from core.experiments import plan_auto
+
+    upload = write_dataset_folder(tmp_path / "data" / "uploads" / "visitor" / "organa_folder-1a2b3c4d",
+                                  {"train": 16, "val": 8, "test": 8})
+    exp = plan_auto(str(upload), 2.0)
+    assert exp.name == "Auto on organa_folder (2 min)"
+    assert str(tmp_path) not in exp.name
+    sweep = plan_sweep(str(upload), parse_grid(["lr=1e-3,3e-3"]), model="medvcnn", fixed={"epochs": 1})
+    assert sweep.name == "sweep on organa_folder"

@@ -285,9 +285,10 @@ def plan_auto(dataset: str, minutes: float = 15.0, *, seed: int = 0, image_sizes
 
 
 def _short(dataset: str) -> str:
-    from pathlib import Path
+    """The dataset as its owner named it (never the server's path or the import's hash)."""
+    from core.paths import readable_dataset_name
 
-    return Path(str(dataset)).name or str(dataset)
+    return readable_dataset_name(dataset)
 
 
 def _experiment(kind: str, dataset: str, plan: dict[str, Any], name: str | None, owner: str | None,
