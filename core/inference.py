@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -288,40 +288,3 @@ def describe_prediction(lm: LoadedModel, probs: np.ndarray) -> dict[str, Any]:
     return {"label": lm.class_names[k], "index": k, "probability": float(probs[0, k]), "level": level,
             "entropy_norm": ent,
             "sentence": describe_confidence(probs[0], lm.class_names, lm.task)}
-
-
-def iter_image_files(paths: Iterable[str | Path]) -> Iterable[tuple[str, bytes | None, str | None]]:
-    """Yield ``(display name, bytes or None, error or None)`` for files, folders and zips.
-
-    Folders are walked (sorted); zips are read entry by entry with the safety checks of the
-    importer (no extraction). Files that cannot be read are yielded with the reason.
-    """
-    import zipfile
-
-    from core.data.safe_zip import check_zip, is_ignored
-
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            for f in sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")):
-                yield from _read_file(f, str(f))
-        elif p.suffix.lower() == ".zip" and p.is_file():
-            try:
-                with zipfile.ZipFile(p) as zf:
-                    for info in check_zip(zf, label=p.name):
-                        if info.is_dir() or is_ignored(info.filename):
-                            continue
-                        yield f"{p.name}:{info.filename}", zf.read(info), None
-            except (zipfile.BadZipFile, StudioError, OSError) as exc:
-                yield str(p), None, f"unreadable zip: {exc}"
-        elif p.is_file():
-            yield from _read_file(p, str(p))
-        else:
-            yield str(p), None, "no such file or folder"
-
-
-def _read_file(path: Path, name: str):
-    try:
-        yield name, path.read_bytes(), None
-    except OSError as exc:
-        yield name, None, f"cannot read: {exc.strerror or exc}"
