@@ -217,23 +217,14 @@ def model_card(model: str, size: int, facts: dict, batch: int, epochs: int) -> N
                        "minutes. A useful yardstick for the neural networks.")
             return
         from studio.labels import paper_title
-        from studio.time_estimate import estimate, wait_for_estimate
+        from studio.time_estimate import estimate_lines
 
         info = model_info(model, facts["channels"], facts["num_classes"], size)
         st.markdown(f"**{model}** — from *{md_escape(paper_title(info.paper))}*")
         st.write(info.description)
-        device = str(pick_device("auto"))
         # From the last similar run, else timed in the background: Start is never held back by it.
-        found = estimate(model, size, facts, batch, device)
-        per_epoch = ui.fmt_estimate(found.epoch_seconds) if found else "being measured..."
-        total = ui.fmt_estimate(found.epoch_seconds * epochs) if found else "being measured..."
-        st.markdown(f"- **Size:** {info.params:,} trainable parameters at {size} px\n"
-                    f"- **Time per epoch:** {per_epoch}\n"
-                    f"- **{epochs} epoch{'s' if epochs != 1 else ''}:** {total}")
-        if found:
-            st.caption(md_escape(found.source))
-        else:
-            wait_for_estimate(model, size, facts, batch, device)
+        estimate_lines(f"- **Size:** {info.params:,} trainable parameters at {size} px\n", model, size, facts,
+                       batch, epochs, str(pick_device("auto")))
 
 
 def launch(spec: str, size: int, models: list[str], recipe: str, changed: dict, name: str) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import streamlit as st
 
 from studio import ui
+from studio.safe_text import md_escape
 
 RECENT_RUNS = 20  # finished runs of the model looked at for a match
 
@@ -103,11 +104,33 @@ def estimate(model: str, size: int, facts: dict[str, Any], batch: int, device: s
                     "training images; other work on the machine slows them down.")
 
 
-@st.fragment(run_every=1.0)
-def wait_for_estimate(model: str, size: int, facts: dict[str, Any], batch: int, device: str) -> None:
-    """While the measurement runs: a line saying so, checked every second; once it is
-    ready, the whole page reruns once and the card shows the estimate."""
-    with ui.guard("timing the training steps", "pick another architecture or image size"):
-        if estimate(model, size, facts, batch, device) is not None:
-            st.rerun()
+def estimate_lines(head: str, model: str, size: int, facts: dict[str, Any], batch: int, epochs: int,
+                   device: str) -> None:
+    """The card's "Time per epoch" and "N epochs" lines under ``head`` (markdown): at once
+    when the figure is known, else from a fragment that checks every second."""
+    found = estimate(model, size, facts, batch, device)
+    if found is not None:
+        _show(head, found, epochs)
+    else:
+        _wait_for_estimate(head, model, size, facts, batch, epochs, device)
+
+
+def _show(head: str, found: Estimate | None, epochs: int) -> None:
+    per_epoch = ui.fmt_estimate(found.epoch_seconds) if found else "being measured..."
+    total = ui.fmt_estimate(found.epoch_seconds * epochs) if found else "being measured..."
+    st.markdown(f"{head}- **Time per epoch:** {per_epoch}\n"
+                f"- **{epochs} epoch{'s' if epochs != 1 else ''}:** {total}")
+    if found:
+        st.caption(md_escape(found.source))
+    else:
         st.caption("Timing a few training steps in the background; you can start training meanwhile.")
+
+
+@st.fragment(run_every=1.0)
+def _wait_for_estimate(head: str, model: str, size: int, facts: dict[str, Any], batch: int, epochs: int,
+                       device: str) -> None:
+    """While the measurement runs, the lines say so; once it is ready they show it. Only
+    this fragment reruns: a whole-page rerun here could land while the person is typing in
+    a field and reset what they typed (the browser walk once lost its "1" in Epochs)."""
+    with ui.guard("timing the training steps", "pick another architecture or image size"):
+        _show(head, estimate(model, size, facts, batch, device), epochs)

@@ -23,7 +23,7 @@ import pytest
 
 from tests.helpers_runs import write_dataset_folder
 from tests.test_browser import (
-    CHROMIUM, CHROMIUM_ARGS, _full_page, _no_exception, expect, pytestmark, studio_server, sync_playwright,
+    CHROMIUM, CHROMIUM_ARGS, _full_page, _no_exception, expect, fill_number, pytestmark, studio_server, sync_playwright,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,14 +70,9 @@ def test_auto_launched_from_the_page_shows_its_leaderboard(server):
 
             page.goto(f"{server['url']}/experiments")
             expect(page.get_by_text("Auto: the best model in a time budget")).to_be_visible()
-            minutes = page.get_by_label("Minutes", exact=True)
-            minutes.fill("2")
-            minutes.press("Enter")
-            expect(page.get_by_text("2 min", exact=True)).to_be_visible()
-            trials = page.get_by_label("At most this many trials (0 = as many as fit)")
-            trials.fill("2")
-            trials.press("Enter")
-            expect(page.get_by_text("at most 2", exact=True)).to_be_visible()
+            fill_number(page, "Minutes", "2", page.get_by_text("2 min", exact=True))
+            fill_number(page, "At most this many trials (0 = as many as fit)", "2",
+                        page.get_by_text("at most 2", exact=True))
             _no_exception(page)
             _full_page(page, shots / "experiments-builder.png")
 
