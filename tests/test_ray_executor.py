@@ -1,5 +1,5 @@
 """The Ray executor on a local Ray cluster started by the tests: concurrent runs, cancel, a
-killed Ray worker and resume, a 4-run batch, a restarted server finding its runs again, the
+killed Ray worker and resume, a 4-run sweep (core.experiments), a restarted server finding its runs again, the
 shared-storage message, and the one-sentence errors when Ray is missing or unreachable.
 
 Real training (core.runs.worker.main -> run_training) on a tiny generated dataset.
@@ -153,22 +153,29 @@ def test_killed_ray_worker_is_interrupted_and_resume_finishes(cluster, data_dir,
     assert sorted(set(_epochs(run))) == list(range(1, 13)) and meta["epochs_done"] == 12
 
 
-def test_a_four_run_batch_completes_two_at_a_time(cluster, data_dir, store, runners):
+def test_a_four_run_sweep_completes_on_the_cluster(cluster, data_dir, store, runners):
+    """The experiments issue's sweep (core.experiments, as ``python -m core sweep`` drives
+    it), unchanged on Ray: four seeds, at most two at once (the cluster's two CPUs)."""
+    from core.experiments import create_experiment, leaderboard, parse_grid, plan_sweep, run_experiment
+
     runner = _runner(runners, store)
     # (2 epochs: one-cycle over exactly 4 steps divides by zero inside torch's OneCycleLR)
-    ids = runner.submit_many([(_params(data_dir, epochs=2, seed=s), f"sweep {s}") for s in range(4)])
+    exp = create_experiment(store, plan_sweep(
+        "breastmnist", parse_grid(["seed=0,1,2,3"]), model="medvcnn", data_dir=str(data_dir),
+        fixed={"epochs": 2, "batch_size": 16, "augment": "none", "device": "cpu"}))
     most = 0
 
-    def finished():
+    def watch(snap):
         nonlocal most
-        statuses = [store.get(i).meta()["status"] for i in ids]
-        most = max(most, statuses.count("running"))
-        return all(s in ("completed", "failed", "cancelled", "interrupted") for s in statuses) and statuses
+        most = max(most, snap["counts"].get("running", 0))
 
-    statuses = _until(finished, "the batch", timeout=2 * WAIT, runner=runner)
-    assert statuses == ["completed"] * 4, [store.get(i).meta().get("error") for i in ids]
+    done = run_experiment(store, exp.id, runner, poll_s=0.2, progress=watch)
+    board = leaderboard(store, done)
+    assert done.status == "completed", done.error
+    assert [r["status"] for r in board] == ["completed"] * 4, [r.get("error") for r in board]
+    assert sorted(store.get(r["run_id"]).params()["seed"] for r in board) == [0, 1, 2, 3]
     assert 1 <= most <= 2  # the cluster's size set the concurrency
-    assert len({store.get(i).meta()["ray_actor"] for i in ids}) == 4
+    assert len({store.get(r["run_id"]).meta()["ray_actor"] for r in board}) == 4
 
 
 _DRIVER = """
