@@ -14,6 +14,7 @@ COMMANDS = {
     "make-large": ("bench.make_large", "write a generated MedMNIST-format dataset of a given size"),
     "short": ("bench.short", "a few epochs on a few hundred images: breastmnist, an image folder, a generated one"),
     "auto": ("bench.auto", "Auto (core.experiments) within a budget, several seeds, beside the MedMNIST v2 table"),
+    "selection": ("bench.selection", "which epoch to keep: selection rules judged on held-out halves of validation"),
     "scale": ("bench.scale", "one run on 1, 2... processes (images/s), and a sweep on the local executor vs Ray"),
 }
 

@@ -135,7 +135,8 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
     return 0
 
 
-def train_in_this_process(run: Run, store: RunStore, progress: Callable[[dict], None] | None = None) -> int:
+def train_in_this_process(run: Run, store: RunStore, progress: Callable[[dict], None] | None = None,
+                          extra_callbacks: list | None = None) -> int:
     """Train a queued run here, as a worker process would: claim it, train it with
     ``core.train.run_training`` and record its status and times (tests and benchmarks that
     have no job runner use this).
@@ -144,13 +145,14 @@ def train_in_this_process(run: Run, store: RunStore, progress: Callable[[dict], 
         run: a queued run of ``store``.
         store: its run store.
         progress: the step/epoch callback handed to the trainer.
+        extra_callbacks: trainer callbacks added to the run's own (benchmarks).
 
     Returns:
         :func:`main`'s exit status (0 completed or cancelled, 1 failed, ...).
     """
     from core.train import run_training
 
-    return main([str(run.dir)], train=lambda r, s: run_training(r, s, progress))
+    return main([str(run.dir)], train=lambda r, s: run_training(r, s, progress, extra_callbacks))
 
 
 def _may_claim(run: Run, meta: dict[str, Any], refusal: list[str]) -> bool:

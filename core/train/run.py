@@ -57,13 +57,16 @@ def build_params(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def run_training(run, store, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+def run_training(run, store, progress: Callable[[dict], None] | None = None,
+                 extra_callbacks: list | None = None) -> dict[str, Any]:
     """Train (or resume) ``run`` and write its checkpoints, metrics, evaluation and predictions.
 
     Args:
         run: a run directory object (the run store's ``Run``) whose ``params.json`` holds ``config``.
         store: the run store that owns it.
         progress: optional callback with each step/epoch record (the CLI's progress bar).
+        extra_callbacks: trainer callbacks called after the run's own (benchmarks that record
+            what happens inside training, such as ``bench selection``).
 
     Returns:
         The final ``meta.json`` fields written, plus ``"status"``: ``"completed"`` or
@@ -142,6 +145,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None) -> 
     if cfg.max_minutes:
         tracker.budget = TimeBudget(cfg.max_minutes)
         callbacks.append(tracker.budget)
+    callbacks += list(extra_callbacks or [])
     trainer = Trainer(model, cfg, data.task, device, train, val, callbacks, weights,
                       save_checkpoint=lambda which, state: run.save_checkpoint(which, {**state, **base}))
     tracker.trainer = trainer

@@ -342,6 +342,7 @@ class Trainer:
         with torch.no_grad():
             loss = float(build_loss("auto", self.task)(logits, labels.to(logits.device)))
         scores = scores_from_logits(logits, self.task).numpy()
+        self.last_val_scores = scores  # callbacks may read the epoch's scores (bench selection)
         m = quick_metrics(scores, labels.numpy(), self.task)
         return {"val_loss": loss, "val_acc": m["acc"], "val_auc": m["auc"]}
 
