@@ -134,10 +134,11 @@ def test_cancel_mid_run_keeps_best_checkpoint(tmp_path, medmnist_dir):
 
 
 def test_killed_worker_is_interrupted_then_resumes_to_the_same_epochs(tmp_path, medmnist_dir):
+    EPOCHS = 15  # ~0.5 s each here: the kill lands after the first and well before the last
     store = RunStore(tmp_path / "runs")
     runner = JobRunner(store, max_concurrent=1).start()
     try:
-        run_id = runner.submit(_long_params(medmnist_dir, epochs=40))
+        run_id = runner.submit(_long_params(medmnist_dir, epochs=EPOCHS))
         run = store.get(run_id)
         _wait_for(lambda: run.last_checkpoint.exists() and run.meta().get("pid"), 120, "the first epoch")
         os.kill(run.meta()["pid"], signal.SIGKILL)
@@ -150,7 +151,7 @@ def test_killed_worker_is_interrupted_then_resumes_to_the_same_epochs(tmp_path, 
     assert meta["status"] == "interrupted", meta
     assert "resume" in meta["error"].lower()
     done_before = run.load_checkpoint("last")["epoch"]
-    assert 1 <= done_before < 40
+    assert 1 <= done_before < EPOCHS
 
     runner = JobRunner(store, max_concurrent=1).start()
     try:
@@ -159,8 +160,8 @@ def test_killed_worker_is_interrupted_then_resumes_to_the_same_epochs(tmp_path, 
     finally:
         runner.stop()
     meta = run.meta()
-    assert meta["epochs_done"] == 40 and meta["resumed_from_epoch"] == done_before
-    assert sorted({e["epoch"] for e in run.metrics(kind="epoch")}) == list(range(1, 41))
+    assert meta["epochs_done"] == EPOCHS and meta["resumed_from_epoch"] == done_before
+    assert sorted({e["epoch"] for e in run.metrics(kind="epoch")}) == list(range(1, EPOCHS + 1))
     assert run.eval()["test"]["acc"] > 0.5
 
 
@@ -168,7 +169,7 @@ def test_two_jobs_with_concurrency_one_run_one_after_the_other(tmp_path, medmnis
     store = RunStore(tmp_path / "runs")
     runner = JobRunner(store, max_concurrent=1).start()
     try:
-        params = build_params(make_config("breastmnist", "medvcnn", "default", data_dir=str(medmnist_dir), epochs=2))
+        params = build_params(make_config("breastmnist", "medvcnn", "default", data_dir=str(medmnist_dir), epochs=1))
         a, b = runner.submit(params), runner.submit(params)
         _wait_for(lambda: store.get(a).meta()["status"] == "running", 60, "the first run to start")
         assert store.get(b).meta()["status"] == "queued"
