@@ -4,8 +4,9 @@
 
 - **One run on N processes** (the ``processes`` setting, through the job runner: the worker
   is rank 0 and starts N - 1 followers; DDP over gloo on the CPU). Images/s is the epoch's
-  training images over its ``train_seconds`` (rank 0's clock, so the all-reduce waits are in
-  it), the median of the epochs after the first (the first pays for warm-up). The run's wall
+  training images over its ``epoch_seconds`` (one epoch's training and validation on rank 0's
+  clock, so the all-reduce waits are in it; not ``train_seconds``, which is the running total),
+  the median of the epochs after the first (the first pays for warm-up). The run's wall
   time, from the worker's start to its end, includes starting the processes.
 - **A sweep of ``--sweep-runs`` runs** (seeds 0..n-1 of one setting, planned with
   :func:`core.experiments.plan_sweep` and driven by :func:`core.experiments.run_experiment`),
@@ -59,6 +60,20 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
+def images_per_second(n_train: int, epochs: list[dict[str, Any]]) -> tuple[float, list[float]]:
+    """Training images over the median ``epoch_seconds`` of the epochs after the first.
+
+    Args:
+        n_train: training images of one epoch.
+        epochs: the run's epoch records (``metrics.jsonl``), in order.
+
+    Returns:
+        (images per second, the seconds of the epochs it used).
+    """
+    timed = [float(e["epoch_seconds"]) for e in (epochs[1:] or epochs)]
+    return n_train / statistics.median(timed), timed
+
+
 def time_one_run(root: Path, processes: int, args) -> dict[str, Any]:
     """Train one run on ``processes`` processes through the job runner; its images/s and wall time.
 
@@ -80,9 +95,9 @@ def time_one_run(root: Path, processes: int, args) -> dict[str, Any]:
     if status != "completed":
         raise RuntimeError(f"the {processes}-process run ended {status}: {meta.get('error')}")
     epochs = run.metrics(kind="epoch")
-    timed = [e["train_seconds"] for e in (epochs[1:] or epochs)]
+    rate, timed = images_per_second(meta["n_train"], epochs)
     return {"processes": processes, "n_train": meta["n_train"], "epochs": len(epochs),
-            "train_seconds": timed, "images_per_s": meta["n_train"] / statistics.median(timed),
+            "epoch_seconds": timed, "images_per_s": rate,
             "wall_s": _seconds_between(meta.get("started"), meta.get("finished")),
             "backend": (meta.get("distributed") or {}).get("backend", "none (one process)")}
 
@@ -189,8 +204,8 @@ def run(args) -> int:
                 for n in args.processes:
                     rows.append(time_one_run(root, n, args))
                     r = rows[-1]
-                    print(f"processes {n}: {r['images_per_s']:,.0f} img/s (train seconds per epoch "
-                          f"{', '.join(f'{s:.2f}' for s in r['train_seconds'])}), wall {r['wall_s']:.1f} s",
+                    print(f"processes {n}: {r['images_per_s']:,.0f} img/s (seconds per epoch "
+                          f"{', '.join(f'{s:.2f}' for s in r['epoch_seconds'])}), wall {r['wall_s']:.1f} s",
                           flush=True)
             _print_processes(rows)
         if "sweep" not in args.skip:
