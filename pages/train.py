@@ -370,6 +370,8 @@ def main() -> None:
         st.caption(f"Batch size chosen by the recipe: {plan.batch_size} ({plan.reason[0].lower()}{plan.reason[1:]})",
                    help="The default recipe picks smaller batches for small datasets and short runs, so the model "
                         "takes enough learning steps; set a batch size under Advanced settings to choose it yourself.")
+    if model not in list_classical():
+        precision_caption(settings)
     with right, ui.guard(f"describing {model}", "pick another architecture or image size"):
         model_card(model, size, facts, batch or 128, settings.epochs)
     n = 1 + len(extra)
@@ -380,6 +382,24 @@ def main() -> None:
     st.divider()
     st.subheader("Progress")
     live_runs()
+
+
+def precision_caption(settings) -> None:
+    """Say when training will compute in bf16/fp16 (the 'auto' precision where it is native)."""
+    from core.errors import ConfigError
+    from core.train.device import pick_device, training_precision
+
+    try:
+        device = pick_device(settings.device)
+        precision = training_precision(device, settings.precision)
+    except ConfigError:
+        return  # the settings' own check says what is wrong when the run is started
+    if precision != "fp32":
+        where = "GPU" if device.type == "cuda" else "processor"
+        st.caption(f"Computes in {precision} (mixed precision): this {where} does it natively, so it trains "
+                   "faster with the same accuracy.",
+                   help="Set with the precision setting (auto); `python -m core train --precision fp32` trains "
+                        "in full precision instead. See BENCHMARKS.md for what was measured.")
 
 
 with ui.guard("showing the train page"):

@@ -145,3 +145,18 @@ def test_estimate_from_the_last_similar_run(tmp_path, monkeypatch):
     assert from_last_run("medvcnn", 28, 64, "cpu", 512) is None, "another batch size is not a yardstick"
     assert from_last_run("medvcnn", 64, 32, "cpu", 512) is None and from_last_run("resnet18", 28, 32, "cpu", 512) is None
     assert from_last_run("medvcnn", 28, 32, "cuda", 512) is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_page_says_when_training_computes_in_bf16(data, monkeypatch, native):
+    from core.train import device as device_mod
+
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: native)
+    at = train_page()
+    no_failure(at)
+    said = [c.value for c in at.caption if c.value.startswith("Computes in")]
+    if native:
+        assert said == ["Computes in bf16 (mixed precision): this processor does it natively, so it trains "
+                        "faster with the same accuracy."]
+    else:
+        assert said == []

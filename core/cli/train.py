@@ -27,8 +27,8 @@ def add_commands(sub) -> None:
     t.add_argument("--augment", help="none, light, flipshift, medvcnn or snet")
     t.add_argument("--max-minutes", type=number, help="stop after this many minutes of training")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    t.add_argument("--precision", help="auto (mixed on CUDA, fp32 elsewhere), fp32, or bf16 "
-                                       "(also on a CPU with native bf16 units, where it trains faster)")
+    t.add_argument("--precision", help="auto (bf16 on CUDA and on a CPU with native bf16 units, fp32 "
+                                       "elsewhere), fp32, or bf16")
     t.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (needs a network)")
     t.add_argument("--name", help="a name for the run")
     add_dirs(t)

@@ -22,8 +22,9 @@ SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle", "plateau")
 LOSSES = ("auto", "ce", "bce", "margin")
 MONITORS = ("val_loss", "val_auc", "val_acc")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# auto: mixed precision on CUDA (bf16, or fp16 with loss scaling), full fp32 elsewhere;
-# bf16: also on a CPU with native bf16 units (AMX / AVX-512 BF16), where it trains faster.
+# auto: mixed precision where the hardware computes it natively: CUDA (bf16, or fp16 with loss
+# scaling) and a CPU with AMX / AVX-512 BF16 units (bf16); fp32 elsewhere
+# (core.train.device.training_precision). bf16: ask for it (refused where it is not native).
 PRECISIONS = ("auto", "fp32", "bf16")
 
 # Caps that keep a mistyped value from starting a week-long job; the demo mode lowers them
@@ -75,7 +76,7 @@ class TrainConfig:
     mirror: bool = True
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # see PRECISIONS; fp32 keeps CPU results bit-for-bit reproducible
+    precision: str = "auto"  # see PRECISIONS; fp32 gives the same numbers on every CPU
     pretrained: bool = False
     max_minutes: float = 0.0  # wall-clock budget; 0 means no budget
     log_every: int = 20  # steps between step-level lines in metrics.jsonl

@@ -61,8 +61,38 @@ def cpu_has_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def training_precision(device: torch.device, precision: str = "auto") -> str:
+    """What a training run on ``device`` computes its forward pass in: ``fp32``, ``bf16`` or ``fp16``.
+
+    ``auto`` is mixed precision wherever the hardware computes it natively: bf16 (or fp16 with
+    loss scaling) on CUDA, and bf16 on a CPU with AMX or AVX-512 BF16 units, where it trains
+    1.5-3x faster with the same accuracy within a budget (BENCHMARKS.md); fp32 elsewhere.
+    Evaluation and inference stay fp32 on the CPU (:func:`amp_dtype`).
+
+    Args:
+        device: where the model trains.
+        precision: ``auto``, ``fp32`` or ``bf16`` (a ``TrainConfig.precision``).
+
+    Raises:
+        ConfigError: ``bf16`` on a device that cannot run it fast.
+    """
+    if precision == "auto" and device.type == "cpu":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    dtype = amp_dtype(device, precision)
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def training_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of :func:`training_precision`, or None for fp32."""
+    return _DTYPES[training_precision(device, precision)]
+
+
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for mixed precision on this device, or None where it does not apply.
+    """The autocast dtype for mixed precision on this device, or None where it does not apply
+    (inference and evaluation; training resolves ``auto`` with :func:`training_precision`).
 
     bf16 needs no loss scaling; fp16 (older GPUs) does, which GradScaler handles.
 

@@ -16,7 +16,7 @@ from core.train.batch_plan import AUTO_BATCH, plan_batch
 from core.train.callbacks import (BestCheckpoint, Dwell, EarlyStopping, Reporter, StopOnRequest,
                                   TimeBudget)
 from core.train.config import TrainConfig
-from core.train.device import pick_device
+from core.train.device import pick_device, training_precision
 from core.train.evaluation import final_evaluation
 from core.train.progress import stop_record, time_left
 from core.train.trainer import Trainer, make_batches
@@ -48,6 +48,9 @@ def build_params(cfg: TrainConfig) -> dict[str, Any]:
         "image_size": cfg.image_size,
         "recipe": cfg.recipe,
         "seed": cfg.seed,
+        # What 'auto' precision means where the run is planned (bf16 on CUDA and on CPUs with
+        # bf16 units); the trainer records what it used in meta.json.
+        "precision": _planned_precision(cfg),
         "config": cfg.to_dict(),
         # Known when queued; training decides again from the loaded class names and records
         # the outcome in the checkpoint (and meta.json), which inference reads.
@@ -55,6 +58,18 @@ def build_params(cfg: TrainConfig) -> dict[str, Any]:
         "versions": {"studio": core.__version__, "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "python": platform.python_version()},
     }
+
+
+def _planned_precision(cfg: TrainConfig) -> str:
+    from core.errors import ConfigError
+    from core.models import list_classical
+
+    if cfg.model in list_classical():
+        return "fp32"
+    try:
+        return training_precision(pick_device(cfg.device), cfg.precision)
+    except ConfigError:  # a device this machine lacks (a cluster's GPU): the worker decides
+        return cfg.precision
 
 
 def run_training(run, store, progress: Callable[[dict], None] | None = None,
@@ -129,6 +144,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
     }
     store.update_meta(run.id, params_count=info.params, task=data.task, class_names=list(data.class_names),
                       n_train=len(train), n_val=len(val), n_test=int(data.images["test"].shape[0]),
+                      precision=training_precision(device, cfg.precision),
                       laterality=side.to_dict(), train_stats=train_stats,
                       batch_plan=plan.to_dict() if plan is not None else None)
 

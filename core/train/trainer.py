@@ -23,7 +23,7 @@ from core.forward import forward_logits, normalization, normalize, scores_from_l
 import core.train.distributed as distributed
 from core.train.callbacks import Callback
 from core.train.config import TrainConfig
-from core.train.device import amp_dtype
+from core.train.device import amp_dtype, training_dtype
 from core.train.losses import build_loss
 from core.train.optim import Schedule, build_optimizer, dense_penalty
 from core.train.weight_average import WeightAverage
@@ -162,7 +162,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.steps_per_epoch = self._steps_per_epoch(len(train))
         self.schedule = Schedule(cfg, self.optimizer, self.steps_per_epoch)
-        self.amp_dtype = amp_dtype(device, cfg.precision)
+        self.amp_dtype = training_dtype(device, cfg.precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.aug_generator = torch.Generator().manual_seed(cfg.seed + 1)
