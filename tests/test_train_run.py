@@ -31,6 +31,10 @@ def test_medvcnn_on_breastmnist_learns_and_writes_a_consistent_run(tmp_path, med
     meta = run.meta()
     assert meta["status"] == "completed", meta.get("error")
     assert meta["epochs_done"] == 10 and meta["device"] == "cpu"
+    # 'auto' precision: bf16 on a CPU with bf16 units, fp32 elsewhere; planned and used agree here
+    from core.train.device import training_precision
+
+    assert meta["precision"] == run.params()["precision"] == training_precision(torch.device("cpu"), "auto")
     assert meta["params_count"] == sum(p.numel() for p in torch.nn.Module.parameters(_model(run)))
     assert meta["latency_ms"] > 0 and meta["train_seconds"] > 0
 
