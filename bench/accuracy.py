@@ -47,7 +47,8 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def train_one(flag: str, model: str, size: int, recipe: str, seed: int, minutes: float, max_epochs: int | None,
-              data_dir: str | None, runs_dir: str, overrides: dict | None = None) -> dict:
+              data_dir: str | None, runs_dir: str, overrides: dict | None = None,
+              extra_callbacks: list | None = None) -> dict:
     from core.runs import RunStore
     from core.runs.worker import train_in_this_process as run_training  # records status and times
     from core.runs.submit import run_request
@@ -57,7 +58,7 @@ def train_one(flag: str, model: str, size: int, recipe: str, seed: int, minutes:
     cfg = request.config
     store = RunStore(runs_dir)
     run = store.create_run(request.params, name=f"bench accuracy seed {seed}")
-    run_training(run, store)
+    run_training(run, store, extra_callbacks=extra_callbacks)
     meta, ev = run.meta(), run.eval() or {}
     if meta.get("status") != "completed":
         raise SystemExit(f"seed {seed}: run {run.id} ended {meta.get('status')}: {meta.get('error')}")

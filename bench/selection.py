@@ -137,12 +137,9 @@ def judge(rec: Recorder, labels: np.ndarray, task: str, halves: int, seed: int =
 
 
 def run(args) -> int:
-    from bench.accuracy import parse_overrides
+    from bench.accuracy import parse_overrides, train_one
     from bench.machine import describe
     from core.data import load_dataset
-    from core.runs import RunStore
-    from core.runs.submit import run_request
-    from core.runs.worker import train_in_this_process
 
     flag = args.dataset.lower()
     overrides = parse_overrides(args.set)
@@ -151,26 +148,18 @@ def run(args) -> int:
           f"seeds {args.seeds}, {args.halves} validation half splits" + (f", changed: {overrides}" if overrides else ""))
     per_seed = []
     with tempfile.TemporaryDirectory(prefix="bench-selection-") as tmp:
-        store = RunStore(tmp)
         for seed in args.seeds:
-            request = run_request(flag, args.model, "default", image_size=args.size, seed=seed,
-                                  epochs=args.max_epochs, max_minutes=args.minutes, data_dir=args.data_dir,
-                                  device="cpu", **overrides)
-            run = store.create_run(request.params, name=f"bench selection seed {seed}")
             rec = Recorder()
-            train_in_this_process(run, store, extra_callbacks=[rec])
-            meta, ev = run.meta(), run.eval() or {}
-            if meta.get("status") != "completed":
-                raise SystemExit(f"seed {seed}: run {run.id} ended {meta.get('status')}: {meta.get('error')}")
+            r = train_one(flag, args.model, args.size, "default", seed, args.minutes, args.max_epochs,
+                          args.data_dir, tmp, overrides, extra_callbacks=[rec])
             data = load_dataset(flag, size=args.size, data_dir=args.data_dir, seed=seed)
-            labels = data.labels["val"].numpy() if hasattr(data.labels["val"], "numpy") else np.asarray(data.labels["val"])
-            result = judge(rec, labels, data.task, args.halves, seed)
+            result = judge(rec, np.asarray(data.labels["val"]), data.task, args.halves, seed)
             per_seed.append(result)
-            print(f"seed {seed}: {len(rec.scores)} epochs, best val AUC epoch {meta.get('best_epoch')}, "
-                  f"test of the default choice ACC {ev['test']['acc']:.4f} AUC {ev['test']['auc']:.4f}", flush=True)
-            for rule, r in result.items():
-                chosen = f", epochs chosen {int(np.median(r['epochs']))} (median)" if r["epochs"] else ""
-                print(f"  {rule}: held-out half ACC {r['acc']:.4f} AUC {r['auc']:.4f}{chosen}", flush=True)
+            print(f"seed {seed}: {len(rec.scores)} epochs, best val AUC epoch {r['best_epoch']}, "
+                  f"test of the default choice ACC {r['acc']:.4f} AUC {r['auc']:.4f}", flush=True)
+            for rule, res in result.items():
+                chosen = f", epochs chosen {int(np.median(res['epochs']))} (median)" if res["epochs"] else ""
+                print(f"  {rule}: held-out half ACC {res['acc']:.4f} AUC {res['auc']:.4f}{chosen}", flush=True)
     print()
     print("| rule (chosen on one half of val, scored on the other) | val ACC | val AUC |")
     print("|---|---|---|")
