@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from studio import charts, ui
+from studio import charts, recipe_choices, ui
 from studio import train_form as form
 from studio.safe_text import md_escape
 
@@ -361,17 +361,9 @@ def main() -> None:
     form.remember({"dataset": _data_name(spec), "size": size, "model": model, "also": extra,
                    "recipe": recipe, "name": name.strip()}, changed)
     settings = dataclasses.replace(base, **{k: v for k, v in changed.items()})
-    batch = settings.batch_size
-    if batch == 0 and facts.get("n_train"):
-        from core.train.batch_plan import plan_batch
-
-        plan = plan_batch(facts["n_train"], settings.epochs, settings.max_minutes)
-        batch = plan.batch_size
-        st.caption(f"Batch size chosen by the recipe: {plan.batch_size} ({plan.reason[0].lower()}{plan.reason[1:]})",
-                   help="The default recipe picks smaller batches for small datasets and short runs, so the model "
-                        "takes enough learning steps; set a batch size under Advanced settings to choose it yourself.")
+    batch = recipe_choices.batch_caption(settings, facts.get("n_train"))
     if model not in list_classical():
-        precision_caption(settings)
+        recipe_choices.precision_caption(settings)
     with right, ui.guard(f"describing {model}", "pick another architecture or image size"):
         model_card(model, size, facts, batch or 128, settings.epochs)
     n = 1 + len(extra)
@@ -382,24 +374,6 @@ def main() -> None:
     st.divider()
     st.subheader("Progress")
     live_runs()
-
-
-def precision_caption(settings) -> None:
-    """Say when training will compute in bf16/fp16 (the 'auto' precision where it is native)."""
-    from core.errors import ConfigError
-    from core.train.device import pick_device, training_precision
-
-    try:
-        device = pick_device(settings.device)
-        precision = training_precision(device, settings.precision)
-    except ConfigError:
-        return  # the settings' own check says what is wrong when the run is started
-    if precision != "fp32":
-        where = "GPU" if device.type == "cuda" else "processor"
-        st.caption(f"Computes in {precision} (mixed precision): this {where} does it natively, so it trains "
-                   "faster with the same accuracy.",
-                   help="Set with the precision setting (auto); `python -m core train --precision fp32` trains "
-                        "in full precision instead. See BENCHMARKS.md for what was measured.")
 
 
 with ui.guard("showing the train page"):
