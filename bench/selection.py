@@ -45,13 +45,15 @@ class Recorder(Callback):
 
     def __init__(self, keep: int = max(TAILS)):
         self.scores: list[np.ndarray] = []
-        self.losses: list[float] = []
         self.recent: collections.deque = collections.deque(maxlen=keep)
         self.tail_scores: dict[int, np.ndarray] = {}
+        self.labels: np.ndarray | None = None  # the validation labels, in the scores' order
+        self.task: str | None = None
 
     def on_validation_end(self, trainer, epoch, logs):
+        if self.labels is None:
+            self.labels, self.task = trainer.val.labels.numpy(), trainer.task
         self.scores.append(np.array(trainer.last_val_scores, copy=True))
-        self.losses.append(float(logs["val_loss"]))
         weights = trainer.ema.state_dict() if trainer.ema is not None else {
             k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
         self.recent.append(weights)
@@ -139,7 +141,6 @@ def judge(rec: Recorder, labels: np.ndarray, task: str, halves: int, seed: int =
 def run(args) -> int:
     from bench.accuracy import parse_overrides, train_one
     from bench.machine import describe
-    from core.data import load_dataset
 
     flag = args.dataset.lower()
     overrides = parse_overrides(args.set)
@@ -152,8 +153,7 @@ def run(args) -> int:
             rec = Recorder()
             r = train_one(flag, args.model, args.size, "default", seed, args.minutes, args.max_epochs,
                           args.data_dir, tmp, overrides, extra_callbacks=[rec])
-            data = load_dataset(flag, size=args.size, data_dir=args.data_dir, seed=seed)
-            result = judge(rec, np.asarray(data.labels["val"]), data.task, args.halves, seed)
+            result = judge(rec, rec.labels, rec.task, args.halves, seed)
             per_seed.append(result)
             print(f"seed {seed}: {len(rec.scores)} epochs, best val AUC epoch {r['best_epoch']}, "
                   f"test of the default choice ACC {r['acc']:.4f} AUC {r['auc']:.4f}", flush=True)

@@ -31,14 +31,12 @@ def batch_caption(settings, n_train: int | None) -> int:
 
 def precision_caption(settings) -> None:
     """Say when training will compute in bf16 or fp16 (what ``auto`` means where it is native)."""
-    from core.errors import ConfigError
-    from core.train.device import pick_device, training_precision
+    from core.train.device import planned_precision
 
-    try:
-        device = pick_device(settings.device)
-        precision = training_precision(device, settings.precision)
-    except ConfigError:
+    planned = planned_precision(settings.device, settings.precision)
+    if planned is None:
         return  # the settings' own check says what is wrong when the run is started
+    device, precision = planned
     if precision != "fp32":
         where = "GPU" if device.type == "cuda" else "processor"
         st.caption(f"Computes in {precision} (mixed precision): this {where} does it natively, so it trains "

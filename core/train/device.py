@@ -62,6 +62,7 @@ def cpu_has_bf16() -> bool:
 
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 
 def training_precision(device: torch.device, precision: str = "auto") -> str:
@@ -81,13 +82,30 @@ def training_precision(device: torch.device, precision: str = "auto") -> str:
     """
     if precision == "auto" and device.type == "cpu":
         return "bf16" if cpu_has_bf16() else "fp32"
-    dtype = amp_dtype(device, precision)
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return _NAMES[amp_dtype(device, precision)]
 
 
 def training_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype of :func:`training_precision`, or None for fp32."""
     return _DTYPES[training_precision(device, precision)]
+
+
+def planned_precision(device_preference: str, precision: str = "auto") -> tuple[torch.device, str] | None:
+    """Where and in what precision a run with these settings would train on this machine.
+
+    Args:
+        device_preference: a ``TrainConfig.device``.
+        precision: a ``TrainConfig.precision``.
+
+    Returns:
+        ``(device, "fp32" | "bf16" | "fp16")``, or None when this machine lacks the device or
+        its bf16 units (a run planned here for a cluster's GPU: its worker decides).
+    """
+    try:
+        device = pick_device(device_preference)
+        return device, training_precision(device, precision)
+    except ConfigError:
+        return None
 
 
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:

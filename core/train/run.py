@@ -16,7 +16,7 @@ from core.train.batch_plan import AUTO_BATCH, plan_batch
 from core.train.callbacks import (BestCheckpoint, Dwell, EarlyStopping, Reporter, StopOnRequest,
                                   TimeBudget)
 from core.train.config import TrainConfig
-from core.train.device import pick_device, training_precision
+from core.train.device import pick_device, planned_precision, training_precision
 from core.train.evaluation import final_evaluation
 from core.train.progress import stop_record, time_left
 from core.train.trainer import Trainer, make_batches
@@ -61,15 +61,12 @@ def build_params(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _planned_precision(cfg: TrainConfig) -> str:
-    from core.errors import ConfigError
     from core.models import list_classical
 
     if cfg.model in list_classical():
         return "fp32"
-    try:
-        return training_precision(pick_device(cfg.device), cfg.precision)
-    except ConfigError:  # a device this machine lacks (a cluster's GPU): the worker decides
-        return cfg.precision
+    planned = planned_precision(cfg.device, cfg.precision)
+    return planned[1] if planned is not None else cfg.precision  # else the worker decides
 
 
 def run_training(run, store, progress: Callable[[dict], None] | None = None,

@@ -177,6 +177,7 @@ class Trainer:
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
+        self.last_val_scores = None  # the last validation's scores, for callbacks (bench selection)
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema else None
         # Several processes (core.train.distributed): train through DDP, agree on stops.
         self.group = distributed.current()
@@ -342,7 +343,7 @@ class Trainer:
         with torch.no_grad():
             loss = float(build_loss("auto", self.task)(logits, labels.to(logits.device)))
         scores = scores_from_logits(logits, self.task).numpy()
-        self.last_val_scores = scores  # callbacks may read the epoch's scores (bench selection)
+        self.last_val_scores = scores
         m = quick_metrics(scores, labels.numpy(), self.task)
         return {"val_loss": loss, "val_acc": m["acc"], "val_auc": m["auc"]}
 
