@@ -5,15 +5,18 @@ written, and run directories deleted or edited by hand under the index and the p
 from __future__ import annotations
 
 import builtins
+import io
 import errno
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 import core.atomic
@@ -265,3 +268,39 @@ def test_pages_render_over_hand_edited_run_directories(damaged, page):
             assert problems["healthy"] == "" and "meta.json" in problems[ids["garbage meta"]]
     finally:
         ui._runner(ui._root()).stop()
+
+
+def test_sigterm_landing_inside_torch_save_still_marks_the_run_interrupted(small_run):
+    """The SIGTERM handler's exception lands in whatever Python runs next; inside torch.save
+    that is the file's write callback, and torch hands it on as a RuntimeError (a Ray worker
+    terminated mid-checkpoint was once marked failed for it)."""
+    store, run = small_run
+
+    class SignalsOnThirdWrite(io.RawIOBase):
+        writes = 0
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            SignalsOnThirdWrite.writes += 1
+            if SignalsOnThirdWrite.writes == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return len(data)
+
+    def checkpoint_then_signal(run, store):
+        torch.save({"weights": torch.zeros(100_000)}, SignalsOnThirdWrite())
+        raise AssertionError("torch.save should have been stopped by the SIGTERM")
+
+    assert worker_main([str(run.dir)], train=checkpoint_then_signal) == 143
+    meta = run.meta()
+    assert meta["status"] == "interrupted", meta.get("error")
+    assert "its worker process was stopped (SIGTERM)" in meta["error"]
+    # the next run in this process is not taken for a terminated one
+    store.update_meta(run.id, status="queued", error=None)
+
+    def fails(run, store):
+        raise ValueError("a real fault")
+
+    assert worker_main([str(run.dir)], train=fails) == 1
+    assert run.meta()["status"] == "failed" and "a real fault" in run.meta()["error"]

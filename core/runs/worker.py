@@ -42,6 +42,13 @@ class _Terminated(BaseException):
     ``Exception`` do not swallow it)."""
 
 
+#: Set by the SIGTERM handler. The exception it raises lands at whatever Python line runs
+#: next, which may be a callback inside C++ code (``torch.save`` calling a file's write):
+#: torch turns it into a RuntimeError there, so a failure seen after a SIGTERM is a
+#: termination, not a fault of the run.
+_terminated = threading.Event()
+
+
 def main(argv: Sequence[str] | None = None, train: TrainFn | None = None) -> int:
     """Run one training job in this process.
 
@@ -92,6 +99,7 @@ def main(argv: Sequence[str] | None = None, train: TrainFn | None = None) -> int
 
 
 def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
+    _terminated.clear()
     try:
         if train is None:
             # imported here: heavy. A run on several processes starts its followers first.
@@ -100,14 +108,7 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
             train = training_function(run)
         result = train(run, store)
     except _Terminated:
-        _ignore_sigterm()
-        if run.cancel_requested():
-            _finish(store, run, "cancelled")
-        else:
-            _finish(store, run, "interrupted", interrupted_reason(
-                run, run.meta(), "its worker process was stopped (SIGTERM)"))
-        logger.warning("terminated; run %s marked %s", run.id, run.meta().get("status"))
-        return EXIT_TERMINATED
+        return _terminated_run(store, run)
     except KeyboardInterrupt:
         _ignore_sigterm()
         _finish(store, run, "interrupted", interrupted_reason(
@@ -115,6 +116,9 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
         return 130
     except Exception as exc:
         _ignore_sigterm()
+        if _terminated.is_set():  # the SIGTERM's exception, turned into another one on its way
+            logger.info("run %s: %s after SIGTERM", run.id, type(exc).__name__)
+            return _terminated_run(store, run)
         message = _out_of_memory(exc, run)
         if message is None:
             traceback.print_exc()  # the full story goes to worker.log
@@ -133,6 +137,18 @@ def _train(store: RunStore, run: Run, train: TrainFn | None) -> int:
         _finish(store, run, reported)
     logger.info("run %s %s", run.id, run.meta().get("status"))
     return 0
+
+
+def _terminated_run(store: RunStore, run: Run) -> int:
+    """Record a run whose worker got SIGTERM: cancelled if a cancel was asked, else interrupted."""
+    _ignore_sigterm()
+    if run.cancel_requested():
+        _finish(store, run, "cancelled")
+    else:
+        _finish(store, run, "interrupted", interrupted_reason(
+            run, run.meta(), "its worker process was stopped (SIGTERM)"))
+    logger.warning("terminated; run %s marked %s", run.id, run.meta().get("status"))
+    return EXIT_TERMINATED
 
 
 def train_in_this_process(run: Run, store: RunStore, progress: Callable[[dict], None] | None = None,
@@ -261,6 +277,7 @@ def _install_sigterm_handler() -> Any:
 
 def _on_sigterm(signum: int, frame: object) -> None:
     _ignore_sigterm()  # once is enough: let the final status be written in peace
+    _terminated.set()
     raise _Terminated()
 
 
