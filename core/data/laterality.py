@@ -62,13 +62,17 @@ class Laterality:
 
     Attributes:
         side_matters: True when images must not be mirrored.
-        source: ``"class names"`` (detected), ``"marked"`` (the person said so), or ``""``.
+        source: ``"class names"`` (detected), ``"marked"`` (the person said so), ``"images"``
+            (a check on the training images found that mirroring changes their class:
+            :mod:`core.data.mirror_check`), or ``""``.
         classes: the class names that name a side (empty when marked by hand).
+        note: for ``"images"``, what the check measured.
     """
 
     side_matters: bool
     source: str = ""
     classes: tuple[str, ...] = ()
+    note: str = ""
 
     def reason(self) -> str:
         """Why images are not mirrored, as a sentence fragment; ``""`` when they may be."""
@@ -76,20 +80,24 @@ class Laterality:
             return ""
         if self.source == "marked":
             return "you marked this dataset as one where left and right matter, so images are not mirrored"
+        if self.source == "images":
+            return (f"a check on the training images found that a mirror image changes the class ({self.note}), "
+                    "so images are not mirrored")
         shown = ", ".join(self.classes[:4]) + (f" and {len(self.classes) - 4} more" if len(self.classes) > 4 else "")
         return f"classes name left and right ({shown}), so images are not mirrored"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for params.json, meta.json and checkpoints."""
         return {"side_matters": self.side_matters, "source": self.source, "classes": list(self.classes),
-                "reason": self.reason()}
+                "note": self.note, "reason": self.reason()}
 
     @classmethod
     def from_dict(cls, d: Any) -> "Laterality":
         """Rebuild from :meth:`to_dict` output; anything else means "may be mirrored"."""
         if not isinstance(d, dict):
             return cls(False)
-        return cls(bool(d.get("side_matters")), str(d.get("source") or ""), tuple(map(str, d.get("classes") or ())))
+        return cls(bool(d.get("side_matters")), str(d.get("source") or ""), tuple(map(str, d.get("classes") or ())),
+                   str(d.get("note") or ""))
 
 
 def mark_path(spec: str | os.PathLike) -> Path:

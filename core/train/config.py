@@ -74,6 +74,9 @@ class TrainConfig:
     # Left-right flips and turns allowed in augmentation (and tta). The trainer sets it off
     # for data whose classes name a side (core.data.laterality): mirroring swaps them.
     mirror: bool = True
+    # Before mirroring, check on the training images that a mirror image keeps its class
+    # (core.data.mirror_check); False trusts the recipe's flips without looking.
+    mirror_check: bool = True
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # see PRECISIONS; fp32 gives the same numbers on every CPU

@@ -25,6 +25,27 @@ CHECKPOINT_FORMAT = "studio-checkpoint-v1"
 META_EVERY_SECONDS = 1.0  # progress in meta.json is refreshed at most this often
 
 
+def _laterality(cfg: TrainConfig, data) -> tuple[Any, Any]:
+    """Whether this run may mirror its images, and the image check that decided it (or None).
+
+    The class names and the person's mark come first (core.data.laterality); when neither
+    settles it and the recipe would mirror (flips or turns, or test-time flips), the training
+    images are checked (core.data.mirror_check).
+    """
+    from core.data.augment import augment_spec, without_mirroring
+    from core.data.laterality import Laterality, dataset_laterality
+    from core.data.mirror_check import check_mirroring
+
+    side = dataset_laterality(cfg.dataset, data.class_names)
+    would_mirror = cfg.mirror and (cfg.tta or without_mirroring(cfg.augment) != augment_spec(cfg.augment))
+    if side.side_matters or side.source == "marked" or not would_mirror or not cfg.mirror_check:
+        return side, None
+    check = check_mirroring(data.images["train"], data.labels["train"], seed=cfg.seed)
+    if check.changes_class:
+        side = Laterality(True, "images", note=check.summary())
+    return side, check
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so a CPU run repeats exactly."""
     random.seed(seed)
@@ -89,7 +110,6 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
 
     from core.data import class_weights as compute_class_weights
     from core.data import load_dataset
-    from core.data.laterality import dataset_laterality
     from core.fit_check import training_image_stats
     from core.models import create_model, list_classical, model_info
 
@@ -107,7 +127,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
 
     # Left and right: data whose classes name a side is never mirrored, neither by the
     # augmentation nor by test-time flips (core.data.laterality); the checkpoint says so.
-    side = dataset_laterality(cfg.dataset, data.class_names)
+    side, mirror_check = _laterality(cfg, data)
     if side.side_matters:
         cfg = dataclasses.replace(cfg, mirror=False, tta=False)
     # What the training images look like, so Classify can warn about uploads unlike them.
@@ -143,6 +163,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
                       n_train=len(train), n_val=len(val), n_test=int(data.images["test"].shape[0]),
                       precision=training_precision(device, cfg.precision),
                       laterality=side.to_dict(), train_stats=train_stats,
+                      mirror_check=mirror_check.to_dict() if mirror_check is not None else None,
                       batch_plan=plan.to_dict() if plan is not None else None)
 
     tracker = _ProgressTracker(run, store, cfg, progress)
