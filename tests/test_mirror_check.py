@@ -78,3 +78,61 @@ def test_the_sample_is_capped_stratified_and_repeats_with_its_seed():
     first = check_mirroring(images, labels, seed=3, max_images=150)
     assert first.images == 150
     assert first == check_mirroring(images, labels, seed=3, max_images=150)
+
+
+def _write_folder(root, images, labels, names):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(labels))
+    for n, i in enumerate(order):
+        split = "train" if n % 6 < 4 else ("val" if n % 6 == 4 else "test")
+        folder = root / split / names[int(labels[i])]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i, 0].numpy()).save(folder / f"{i:04d}.png")
+    return root
+
+
+def _train(folder, root):
+    from core.runs import RunStore
+    from core.runs.worker import train_in_this_process as run_training
+    from core.train import build_params, make_config
+
+    store = RunStore(root)
+    cfg = make_config(str(folder), "medvcnn", "default", image_size=28, epochs=1, device="cpu")
+    assert cfg.augment == "flipshift" and cfg.tta and cfg.mirror_check
+    run = store.create_run(build_params(cfg), name=folder.name)
+    assert run_training(run, store) == 0
+    return run
+
+
+def test_a_run_on_slants_trains_and_predicts_without_mirroring(tmp_path):
+    from core.inference import load_run_model
+    from core.train.evaluation import evaluate_run
+
+    images, labels = _stripes([0, 36, 72, 108, 144], per_class=48)
+    folder = _write_folder(tmp_path / "slants", images, labels, [f"slant_{k}" for k in range(5)])
+    run = _train(folder, tmp_path / "runs")
+    meta = run.meta()
+    assert meta["mirror_check"]["changes_class"] is True and meta["mirror_check"]["images"] == 160
+    assert meta["laterality"]["source"] == "images" and meta["laterality"]["side_matters"] is True
+    ckpt = run.load_checkpoint("best")
+    assert ckpt["config"]["mirror"] is False and ckpt["config"]["tta"] is False
+    lm = load_run_model(run)
+    assert lm.mirror is False
+    assert lm.mirror_reason.startswith("a check on the training images found that a mirror image changes the class")
+    assert meta["mirror_check"]["summary"] in lm.mirror_reason
+    assert evaluate_run(run, tta=True, splits=("test",))["test"]["tta"] is False  # asked, refused
+
+
+def test_a_run_on_data_a_mirror_keeps_still_mirrors(tmp_path):
+    from core.train.evaluation import evaluate_run
+    from helpers_runs import write_dataset_folder
+
+    folder = write_dataset_folder(tmp_path / "squares", {"train": 48, "val": 16, "test": 16})
+    run = _train(folder, tmp_path / "runs")
+    meta = run.meta()
+    assert meta["mirror_check"]["changes_class"] is False and meta["mirror_check"]["images"] == 48
+    assert meta["laterality"]["side_matters"] is False
+    assert run.load_checkpoint("best")["config"]["tta"] is True
+    assert evaluate_run(run, tta=True, splits=("test",))["test"]["tta"] is True

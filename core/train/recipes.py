@@ -37,7 +37,8 @@ _add(Recipe(
     "default", "studio",
     "Fast and dependable on a CPU: AdamW with a one-cycle schedule, left-right flips and small shifts, "
     "label smoothing, an average of the recent weights, the epoch with the best validation AUC kept, "
-    "test-time flips.",
+    "test-time flips (no flips when a check on the training images finds that a mirror image changes "
+    "the class).",
     dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_size=0, epochs=30, schedule="onecycle",
          loss="auto", label_smoothing=0.05, augment="flipshift", monitor="val_auc", tta=True, ema=0.99),
 ))
@@ -98,8 +99,9 @@ _add(Recipe(
 # What each recipe does, in words a clinician reads; the page shows the technical
 # description (optimiser, schedule, ...) beside it in a help tooltip.
 SUMMARIES: dict[str, str] = {
-    "default": "Learns fast, sees slightly shifted and mirrored copies of the training images, checks itself "
-               "on held-back images after every round and keeps its best version.",
+    "default": "Learns fast, sees slightly shifted and mirrored copies of the training images (unless mirroring "
+               "would change what they show), checks itself on held-back images after every round and keeps its "
+               "best version.",
     "medmnist": "The recipe the MedMNIST benchmark used: a long, steady training on the images as they are, "
                 "keeping the version that did best on held-back images.",
     "medvcnn": "As the MedvCNN paper trained it: slow, steady learning for 50 rounds on the images as they are.",
