@@ -131,9 +131,10 @@ def _plan_auto(spec: str, name: str | None, owner: str):
                                     help="Wall-clock budget of the whole search."))
     trials = int(c2.number_input("At most this many trials (0 = as many as fit)", 0, 1000, 0, key=_key("trials")))
     metric = c3.selectbox("Rank runs by", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key=_key("metric_a"))
-    st.caption("Auto tries architectures, recipe settings and image sizes (Optuna's TPE sampler, with weak trials "
-               "stopped early), starting from the default recipe, and keeps the run with the best validation "
-               "score. The test split is only read to report the result.")
+    st.caption("Auto spends the first half of the time on short trials of architectures, recipe settings and "
+               "image sizes (Optuna's TPE sampler, with weak trials stopped early), starting from the default "
+               "recipe, and the second half training the best settings found, alone on the machine. It keeps the "
+               "run with the best validation score. The test split is only read to report the result.")
     return plan_auto(spec, minutes, max_trials=trials or None, name=name, owner=owner, metric=metric)
 
 
@@ -158,10 +159,12 @@ def describe_estimate(exp, est: dict[str, Any]) -> None:
     c1, c2 = st.columns(2)
     if exp.kind == "auto":
         trials = exp.plan.get("max_trials")
-        c1.metric("Runs it will start", f"at most {trials}" if trials else "as many as fit")
+        bounds = [b for b in (trials + 1 if trials else None, ui.limits().max_experiment_runs) if b is not None]
+        c1.metric("Runs it will start", f"at most {min(bounds)}" if bounds else "as many as fit")
         c2.metric("Time", f"{exp.plan['minutes']:g} min")
-        st.caption("Trials start while the budget leaves room for one; what still trains at the end gets a short "
-                   "grace to finish its evaluation, then is stopped.")
+        st.caption("Trials start while the first half of the budget leaves room for one; then one final run trains "
+                   "the best trial's settings for the rest. What still trains at the end gets a short grace to "
+                   "finish its evaluation, then is stopped.")
         return
     c1.metric("Runs it will start", est["runs"])
     c2.metric("Estimated time", ui.fmt_estimate(est["seconds"]))

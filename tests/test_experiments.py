@@ -248,3 +248,18 @@ def test_an_upload_names_its_experiments_by_its_readable_name(tmp_path):
     assert str(tmp_path) not in exp.name
     sweep = plan_sweep(str(upload), parse_grid(["lr=1e-3,3e-3"]), model="medvcnn", fixed={"epochs": 1})
     assert sweep.name == "sweep on organa_folder"
+
+
+def test_auto_keeps_one_run_of_the_demo_cap_for_its_final_run(monkeypatch):
+    from core.experiments.auto import AutoSearch
+
+    search = object.__new__(AutoSearch)  # only the plan is read
+    search.plan = {"max_trials": None}
+    assert search._max_trials() is None  # no cap: as many trials as fit
+    search.plan = {"max_trials": 4}
+    assert search._max_trials() == 4  # 4 trials, then the final run
+    monkeypatch.setenv("STUDIO_DEMO", "1")
+    monkeypatch.setenv("STUDIO_DEMO_EXP_RUNS", "3")
+    assert search._max_trials() == 2  # 2 trials and the final: the demo's 3 runs
+    search.plan = {"max_trials": 1}
+    assert search._max_trials() == 1

@@ -95,7 +95,15 @@ def test_auto_command_selects_on_validation(folder, tmp_path, capsys, fake_execu
     store = RunStore(runs)
     exp = ExperimentBook(store).get(list_experiments(store)[0]["exp_id"])
     rows = [r for r in leaderboard(store, exp) if r["status"] == "completed"]
-    assert 2 <= len(rows) <= 4 and len(exp.members) <= 4
+    # up to 4 search trials, then the final run: the best trial's settings for the rest of the budget
+    assert 3 <= len(rows) <= 5 and len(exp.members) <= 5
+    final = store.get(exp.members[-1]).params()
+    assert final["experiment_trial"]["final"] is True
+    trials = [r for r in rows if r["run_id"] != exp.members[-1]]
+    best_trial = max(trials, key=lambda r: (r["val_auc"], -r["trial"]["number"]))
+    assert final["experiment_trial"]["from_trial"] == best_trial["trial"]["number"]
+    assert final["experiment_trial"]["params"] == best_trial["trial"]["params"]
+    assert final["config"]["epochs"] == 300 and 0 < final["config"]["max_minutes"] < 1
     best = _best_line(out)
     by_val = max(rows, key=lambda r: r["val_auc"])
     by_test = max(rows, key=lambda r: r["test_auc"])

@@ -1,11 +1,16 @@
 """Auto: Optuna's TPE sampler and successive-halving pruner over ordinary runs, in a time budget.
 
-The driver (:mod:`core.experiments.driver`) calls this strategy each pass. Each trial is a
-run submitted to the job runner; its per-epoch validation metric (metrics.jsonl) is reported
-to Optuna as it arrives, and a trial the pruner stops is cancelled like any run. The first
-trial is the default recipe. New trials start only while the budget leaves room for one, each
-with a time limit that ends it before the budget does; at the deadline (plus a grace for the
-final evaluation) what still trains is cancelled. The best run is chosen on validation only
+The driver (:mod:`core.experiments.driver`) calls this strategy each pass. The budget has two
+parts. In the search (the first ``1 - FINAL_SHARE`` of it), each trial is a short run submitted
+to the job runner; its per-epoch validation metric (metrics.jsonl) is reported to Optuna as it
+arrives, and a trial the pruner stops is cancelled like any run. The first trial is the default
+recipe. New trials start only while the search leaves room for one, each with a time limit that
+ends it with the search. Then the **final run** trains the settings of the best trial so far
+(on validation; the default recipe when none completed) alone on the machine, for the rest of
+the budget: short trials rank settings, but a model trained for minutes rather than seconds is
+what a person wants to use (measured in BENCHMARKS.md: the default recipe given the whole
+machine beat every short trial). At the deadline (plus a grace for the final evaluation) what
+still trains is cancelled. The best run, the final one or a trial, is chosen on validation only
 (:func:`core.experiments.summary.select_best`). The study lives in memory and is rebuilt from
 the member runs, so nothing but the runs themselves needs to be kept.
 """
@@ -32,6 +37,10 @@ _MIN_TRIAL_S = 8.0
 #: A trial's cost beyond its training (worker start, data loading, final evaluation), assumed
 #: until a finished trial shows the real figure on this machine.
 OVERHEAD_S = 15.0
+#: The share of the budget the final run trains in (the search has the rest).
+FINAL_SHARE = 0.5
+#: The final run's epoch cap (its time limit normally ends it first).
+FINAL_MAX_EPOCHS = 300
 
 
 def study_from_runs(exp: Experiment, rows: list[dict[str, Any]]):
@@ -91,7 +100,8 @@ class AutoSearch:
         self.store, self.book, self.exp_id = store, book, exp.id
         plan = dict(exp.plan)
         if not plan.get("space"):
-            plan["space"] = size_space(exp.dataset, plan["minutes"], slots=runner.max_concurrent,
+            search_minutes = float(plan["minutes"]) * (1 - FINAL_SHARE)
+            plan["space"] = size_space(exp.dataset, search_minutes, slots=runner.max_concurrent,
                                        data_dir=plan.get("data_dir"), image_sizes=plan.get("image_sizes"))
             exp = book.update(exp.id, plan=plan)
             logger.info("Auto on %s: %d architecture/size choices: %s", exp.dataset, len(plan["space"]["arches"]),
@@ -99,7 +109,12 @@ class AutoSearch:
         self.plan, self.space = plan, plan["space"]
         self.metric = exp.metric
         self.dists = distributions(self.space)
-        self.deadline = (parse_time(exp.started) or time.time()) + float(plan["minutes"]) * 60
+        started = parse_time(exp.started) or time.time()
+        self.deadline = started + float(plan["minutes"]) * 60
+        self.search_deadline = started + float(plan["minutes"]) * 60 * (1 - FINAL_SHARE)
+        # The final run, once submitted: its run id (never pruned) and whether it was asked for.
+        self.final_id: str | None = next((r["run_id"] for r in rows if _is_final(r)), None)
+        self.final_asked = self.final_id is not None
         from core.experiments.summary import leaderboard
 
         self.study = study_from_runs(exp, leaderboard(store, exp, live=False))
@@ -120,12 +135,15 @@ class AutoSearch:
     def next_jobs(self, exp: Experiment, free: int, rows: list[dict[str, Any]]) -> list[tuple[dict, str]]:
         from core.experiments.members import member_params
 
-        remaining = self.deadline - time.time()
-        max_trials = self.plan.get("max_trials")
-        # The first trial (the default recipe) always starts while any budget is left: on a slow
-        # machine it is the one result there will be.
+        remaining = self.search_deadline - time.time()
+        # The first trial (the default recipe) starts while any of the search's time is left: on
+        # a slow machine it may be the one comparison there will be.
         room = remaining > 0 if self.asked == 0 else remaining >= self.min_train_s + self.overhead_s
-        if not room or (max_trials is not None and self.asked >= max_trials):
+        if self.closed or not room:
+            self.closed = True  # the search is over: the final run, alone, once the trials have ended
+            return self._final_job(exp, rows) if not self.live and not self.backlog else []
+        max_trials = self._max_trials()
+        if max_trials is not None and self.asked >= max_trials:
             self.closed = True
         while not self.closed and len(self.backlog) < free:
             trial = self.study.ask(self.dists)
@@ -138,18 +156,74 @@ class AutoSearch:
             params["experiment_trial"] = {"number": trial.number, "params": dict(trial.params)}
             self.backlog.append((trial, (params, f"{exp.name} · trial {trial.number}"[:200])))
             if max_trials is not None and self.asked >= max_trials:
+                self.closed = True
                 break
         return [job for _, job in self.backlog[:free]]
+
+    def _max_trials(self) -> int | None:
+        """The plan's cap on search trials, within the demo's runs per experiment (one kept for
+        the final run)."""
+        from core.limits import current_limits
+
+        caps = [c for c in (self.plan.get("max_trials"), current_limits().max_experiment_runs) if c is not None]
+        if current_limits().max_experiment_runs is not None:
+            caps[-1] = max(1, caps[-1] - 1)
+        return min(caps) if caps else None
+
+    def _final_job(self, exp: Experiment, rows: list[dict[str, Any]]) -> list[tuple[dict, str]]:
+        """The final run: the best trial's settings (the default's when none completed) for the
+        rest of the budget; [] once asked for, or when too little time is left to train."""
+        from core.experiments.members import member_params
+        from core.limits import current_limits
+
+        if self.final_asked:
+            return []
+        self.final_asked = True
+        remaining = self.deadline - time.time() - self.overhead_s
+        if remaining < self.min_train_s:
+            return []
+        best = self._best_completed(rows)
+        values = dict(best["params"]) if best else dict(self.space["default"])
+        cap = min(FINAL_MAX_EPOCHS, current_limits().max_epochs or FINAL_MAX_EPOCHS)
+        cfg = config_for(self.space, values, exp.dataset, seed=int(self.plan.get("seed", 0)), remaining_s=remaining,
+                         data_dir=self.plan.get("data_dir"), epochs=cap, limit_s=remaining)
+        source = f"trial {best['number']}'s settings" if best else "the default recipe (no trial completed)"
+        trial = None  # the final run is no Optuna trial: the pruner must not stop it
+        number = self.asked
+        self.asked += 1
+        label = f"final: {source}, for the rest of the budget: " + " ".join(
+            f"{k}={_show(v)}" for k, v in values.items())
+        entry = {"label": label, "settings": values, "config": cfg.to_dict()}
+        params = member_params(exp, entry, trial=number)
+        params["experiment_trial"] = {"number": number, "params": values, "final": True,
+                                      "from_trial": best["number"] if best else None}
+        self.backlog.append((trial, (params, f"{exp.name} · final"[:200])))
+        return [self.backlog[0][1]]
+
+    def _best_completed(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The completed trial with the best validation score: ``{"number", "params"}`` or None."""
+        done = [t for t in self.study.trials if t.state == self.optuna.trial.TrialState.COMPLETE and t.value is not None]
+        if not done:
+            return None
+        best = max(done, key=lambda t: (t.value, -t.number))
+        return {"number": best.number, "params": dict(best.params)}
 
     def submitted(self, ids: list[str]) -> None:
         for run_id in ids:
             trial, _ = self.backlog.pop(0)
+            if trial is None:  # the final run: followed by the driver, not by Optuna
+                self.final_id = run_id
+                continue
             self.live[run_id] = (trial, 0)
 
     def observe(self, rows: list[dict[str, Any]], runner: Any) -> None:
         now = time.time()
         for row in rows:
             run_id = row["run_id"]
+            if run_id == self.final_id and row.get("status") == "running" and run_id not in self.pruned:
+                if self._past_deadline(now, 1):
+                    self._cancel(runner, run_id)
+                continue
             if run_id not in self.live:
                 continue
             trial, last = self.live[run_id]
@@ -160,7 +234,7 @@ class AutoSearch:
                 if trial.should_prune():
                     logger.info("pruning trial %d (run %s) after epoch %d", trial.number, run_id, last)
                     self._cancel(runner, run_id)
-                elif self._past_deadline(now, last):
+                elif self._past_deadline(now, last, self.search_deadline if self.final_id is None else None):
                     self._cancel(runner, run_id)
             elif status == "completed":
                 self._report(run_id, trial, last)
@@ -179,9 +253,11 @@ class AutoSearch:
                 del self.live[run_id]
 
     def done(self, rows: list[dict[str, Any]]) -> bool:
-        if self.asked and time.time() > self.deadline - self.min_train_s - self.overhead_s:
+        if self.asked and time.time() > self.search_deadline - self.min_train_s - self.overhead_s:
             self.closed = True
-        return self.closed and not self.backlog
+        if self.closed and not self.final_asked and time.time() > self.deadline - self.min_train_s - self.overhead_s:
+            self.final_asked = True  # no time is left for a final run
+        return self.closed and self.final_asked and not self.backlog
 
     # -- helpers ---------------------------------------------------------------------------
     def _report(self, run_id: str, trial: Any, last: int) -> int:
@@ -196,15 +272,16 @@ class AutoSearch:
                 last = epoch
         return last
 
-    def _past_deadline(self, now: float, epochs_reported: int) -> bool:
-        """Whether a trial still running must be cancelled for the budget. The budget is kept:
-        nothing trains more than ``HARD_S`` past the deadline. Within that, a trial that has not
-        trained an epoch gets the grace, one finishing within its own time limit (an epoch done,
-        its evaluation to come) or the only hope of a result (nothing completed yet) twice it."""
+    def _past_deadline(self, now: float, epochs_reported: int, deadline: float | None = None) -> bool:
+        """Whether a run still training must be cancelled for the budget (or, for a search trial,
+        for the final run's share of it). The budget is kept: nothing trains more than ``HARD_S``
+        past the deadline. Within that, a trial that has not trained an epoch gets the grace, one
+        finishing within its own time limit (an epoch done, its evaluation to come) or the only
+        hope of a result (nothing completed yet) twice it."""
         grace = max(GRACE_S, self.overhead_s)
         if epochs_reported or not self.completed:
             grace *= 2
-        return now > self.deadline + min(grace, HARD_S)
+        return now > (self.deadline if deadline is None else deadline) + min(grace, HARD_S)
 
     def _learn_overhead(self, row: dict[str, Any]) -> None:
         try:
@@ -222,6 +299,11 @@ class AutoSearch:
             runner.cancel(run_id)
         except StudioError:
             pass
+
+
+def _is_final(row: dict[str, Any]) -> bool:
+    trial = row.get("trial")
+    return isinstance(trial, dict) and bool(trial.get("final"))
 
 
 def _show(v: Any) -> str:

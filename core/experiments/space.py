@@ -6,7 +6,8 @@ candidate architecture at each image size the dataset offers, and keeps the pair
 train a few epochs within a trial's share of the budget. The space is plain JSON (it is
 stored in the experiment's plan, so the page shows what Auto chose from); :func:`distributions`
 turns it into Optuna distributions and :func:`config_for` a trial's values into a run's
-settings. The default recipe is one point of the space: Auto's first trial.
+settings. The default recipe is one point of the space: Auto's first trial. Auto sizes the space
+for its search, the first part of its budget (:data:`core.experiments.auto.FINAL_SHARE`).
 """
 
 from __future__ import annotations
@@ -179,9 +180,14 @@ def distributions(space: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def config_for(space: Mapping[str, Any], values: Mapping[str, Any], dataset: str, *, seed: int,
-               remaining_s: float, data_dir: str | None = None):
+               remaining_s: float, data_dir: str | None = None, epochs: int | None = None,
+               limit_s: float | None = None):
     """A trial's run settings: the default recipe with the trial's values, its epochs sized to the
     architecture's measured epoch time, and a time limit that ends it before the budget does.
+
+    Args:
+        epochs, limit_s: set both for Auto's final run (an epoch cap and its time limit);
+            None sizes them for a search trial.
 
     Returns:
         A validated :class:`core.train.TrainConfig`.
@@ -189,8 +195,11 @@ def config_for(space: Mapping[str, Any], values: Mapping[str, Any], dataset: str
     from core.runs.submit import run_request
 
     arch = next(a for a in space["arches"] if a["arch"] == values["arch"])
-    limit_s = max(6.0, min(float(space["trial_seconds"]) * 1.5, remaining_s))
-    return run_request(dataset, arch["model"], "default", image_size=arch["image_size"], epochs=arch["epochs"],
+    if limit_s is None:
+        limit_s = min(float(space["trial_seconds"]) * 1.5, remaining_s)
+    limit_s = max(6.0, limit_s)
+    return run_request(dataset, arch["model"], "default", image_size=arch["image_size"],
+                       epochs=arch["epochs"] if epochs is None else int(epochs),
                        lr=float(values["lr"]), weight_decay=float(values["weight_decay"]), augment=values["augment"],
                        label_smoothing=float(values["label_smoothing"]), ema=float(values["ema"]),
                        schedule=values["schedule"], seed=seed, max_minutes=round(limit_s / 60, 3),
