@@ -141,7 +141,7 @@ class AutoSearch:
         room = remaining > 0 if self.asked == 0 else remaining >= self.min_train_s + self.overhead_s
         if self.closed or not room:
             self.closed = True  # the search is over: the final run, alone, once the trials have ended
-            return self._final_job(exp, rows) if not self.live and not self.backlog else []
+            return self._final_job(exp) if not self.live and not self.backlog else []
         max_trials = self._max_trials()
         if max_trials is not None and self.asked >= max_trials:
             self.closed = True
@@ -161,16 +161,18 @@ class AutoSearch:
         return [job for _, job in self.backlog[:free]]
 
     def _max_trials(self) -> int | None:
-        """The plan's cap on search trials, within the demo's runs per experiment (one kept for
-        the final run)."""
+        """The plan's cap on search trials, within the demo's runs per experiment (one of which
+        is kept for the final run)."""
         from core.limits import current_limits
 
-        caps = [c for c in (self.plan.get("max_trials"), current_limits().max_experiment_runs) if c is not None]
-        if current_limits().max_experiment_runs is not None:
-            caps[-1] = max(1, caps[-1] - 1)
+        caps = [self.plan.get("max_trials")]
+        demo = current_limits().max_experiment_runs
+        if demo is not None:
+            caps.append(max(1, demo - 1))
+        caps = [c for c in caps if c is not None]
         return min(caps) if caps else None
 
-    def _final_job(self, exp: Experiment, rows: list[dict[str, Any]]) -> list[tuple[dict, str]]:
+    def _final_job(self, exp: Experiment) -> list[tuple[dict, str]]:
         """The final run: the best trial's settings (the default's when none completed) for the
         rest of the budget; [] once asked for, or when too little time is left to train."""
         from core.experiments.members import member_params
@@ -182,7 +184,7 @@ class AutoSearch:
         remaining = self.deadline - time.time() - self.overhead_s
         if remaining < self.min_train_s:
             return []
-        best = self._best_completed(rows)
+        best = self._best_completed()
         values = dict(best["params"]) if best else dict(self.space["default"])
         cap = min(FINAL_MAX_EPOCHS, current_limits().max_epochs or FINAL_MAX_EPOCHS)
         cfg = config_for(self.space, values, exp.dataset, seed=int(self.plan.get("seed", 0)), remaining_s=remaining,
@@ -200,7 +202,7 @@ class AutoSearch:
         self.backlog.append((trial, (params, f"{exp.name} · final"[:200])))
         return [self.backlog[0][1]]
 
-    def _best_completed(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def _best_completed(self) -> dict[str, Any] | None:
         """The completed trial with the best validation score: ``{"number", "params"}`` or None."""
         done = [t for t in self.study.trials if t.state == self.optuna.trial.TrialState.COMPLETE and t.value is not None]
         if not done:
