@@ -29,11 +29,17 @@ def _show(value: Any) -> str:
 
 
 def settings_text(row: Mapping[str, Any]) -> str:
-    """A run's varied settings as ``arch=medvcnn@28 lr=0.003`` (its label when it has none)."""
+    """A run's varied settings as ``arch=medvcnn@28 lr=0.003`` (its label when it has none);
+    Auto's final run says so first (``final (trial 3's settings): ...``)."""
     settings = row.get("settings") or {}
-    if settings:
-        return " ".join(f"{k}={_show(v)}" for k, v in settings.items())
-    return str(row.get("label") or "")
+    if not settings:
+        return str(row.get("label") or "")
+    text = " ".join(f"{k}={_show(v)}" for k, v in settings.items())
+    trial = row.get("trial")
+    if isinstance(trial, dict) and trial.get("final"):
+        source = trial.get("from_trial")
+        text = (f"final (trial {source}'s settings): " if isinstance(source, int) else "final: ") + text
+    return text
 
 
 def leaderboard_frame(rows: Sequence[Mapping[str, Any]], metric: str) -> pd.DataFrame:

@@ -319,3 +319,15 @@ def test_train_page_offers_the_builder_and_auto(squares):
     at.number_input(key="expb_minutes").set_value(3.0).run()
     assert metrics(at) == {"Runs it will start": "as many as fit", "Time": "3 min"}
     assert len([b for b in at.button if b.label == "Launch the experiment"]) == 1
+
+
+def test_the_leaderboard_names_autos_final_run():
+    from studio.experiment_charts import settings_text
+
+    settings = {"arch": "medvcnn@28", "lr": 0.003}
+    assert settings_text({"settings": settings, "trial": {"number": 2, "params": settings}}) == "arch=medvcnn@28 lr=0.003"
+    assert settings_text({"settings": settings, "trial": {"number": 5, "final": True, "from_trial": 3}}) == \
+        "final (trial 3's settings): arch=medvcnn@28 lr=0.003"
+    assert settings_text({"settings": settings, "trial": {"final": True, "from_trial": None}}) == \
+        "final: arch=medvcnn@28 lr=0.003"
+    assert settings_text({"label": "seed 1"}) == "seed 1"
