@@ -141,7 +141,7 @@ class AutoSearch:
         room = remaining > 0 if self.asked == 0 else remaining >= self.min_train_s + self.overhead_s
         if self.closed or not room:
             self.closed = True  # the search is over: the final run, alone, once the trials have ended
-            return self._final_job(exp) if not self.live and not self.backlog else []
+            return self._final_job(exp, rows) if not self.live and not self.backlog else []
         max_trials = self._max_trials()
         if max_trials is not None and self.asked >= max_trials:
             self.closed = True
@@ -150,7 +150,7 @@ class AutoSearch:
             self.asked += 1
             cfg = config_for(self.space, trial.params, exp.dataset, seed=int(self.plan.get("seed", 0)),
                              remaining_s=remaining - self.overhead_s, data_dir=self.plan.get("data_dir"))
-            label = f"trial {trial.number}: " + " ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
+            label = f"trial {trial.number}: {_settings_text(trial.params)}"
             entry = {"label": label, "settings": dict(trial.params), "config": cfg.to_dict()}
             params = member_params(exp, entry, trial=trial.number)
             params["experiment_trial"] = {"number": trial.number, "params": dict(trial.params)}
@@ -172,10 +172,11 @@ class AutoSearch:
         caps = [c for c in caps if c is not None]
         return min(caps) if caps else None
 
-    def _final_job(self, exp: Experiment) -> list[tuple[dict, str]]:
+    def _final_job(self, exp: Experiment, rows: list[dict[str, Any]]) -> list[tuple[dict, str]]:
         """The final run: the best trial's settings (the default's when none completed) for the
         rest of the budget; [] once asked for, or when too little time is left to train."""
         from core.experiments.members import member_params
+        from core.experiments.summary import select_best
         from core.limits import current_limits
 
         if self.final_asked:
@@ -184,31 +185,24 @@ class AutoSearch:
         remaining = self.deadline - time.time() - self.overhead_s
         if remaining < self.min_train_s:
             return []
-        best = self._best_completed()
-        values = dict(best["params"]) if best else dict(self.space["default"])
+        # The same choice on validation that picks Auto's best run, among the search's trials.
+        best = select_best([r for r in rows if isinstance(r.get("trial"), dict) and not _is_final(r)], self.metric)
+        trial = best["trial"] if best else None
+        values = dict(trial["params"]) if trial else dict(self.space["default"])
         cap = min(FINAL_MAX_EPOCHS, current_limits().max_epochs or FINAL_MAX_EPOCHS)
         cfg = config_for(self.space, values, exp.dataset, seed=int(self.plan.get("seed", 0)), remaining_s=remaining,
                          data_dir=self.plan.get("data_dir"), epochs=cap, limit_s=remaining)
-        source = f"trial {best['number']}'s settings" if best else "the default recipe (no trial completed)"
-        trial = None  # the final run is no Optuna trial: the pruner must not stop it
+        source = f"trial {trial['number']}'s settings" if trial else "the default recipe (no trial completed)"
         number = self.asked
         self.asked += 1
-        label = f"final: {source}, for the rest of the budget: " + " ".join(
-            f"{k}={_show(v)}" for k, v in values.items())
+        label = f"final: {source}, for the rest of the budget: {_settings_text(values)}"
         entry = {"label": label, "settings": values, "config": cfg.to_dict()}
         params = member_params(exp, entry, trial=number)
         params["experiment_trial"] = {"number": number, "params": values, "final": True,
-                                      "from_trial": best["number"] if best else None}
-        self.backlog.append((trial, (params, f"{exp.name} · final"[:200])))
+                                      "from_trial": trial["number"] if trial else None}
+        # No Optuna trial goes with it (None): the pruner must not stop the final run.
+        self.backlog.append((None, (params, f"{exp.name} · final"[:200])))
         return [self.backlog[0][1]]
-
-    def _best_completed(self) -> dict[str, Any] | None:
-        """The completed trial with the best validation score: ``{"number", "params"}`` or None."""
-        done = [t for t in self.study.trials if t.state == self.optuna.trial.TrialState.COMPLETE and t.value is not None]
-        if not done:
-            return None
-        best = max(done, key=lambda t: (t.value, -t.number))
-        return {"number": best.number, "params": dict(best.params)}
 
     def submitted(self, ids: list[str]) -> None:
         for run_id in ids:
@@ -306,6 +300,10 @@ class AutoSearch:
 def _is_final(row: dict[str, Any]) -> bool:
     trial = row.get("trial")
     return isinstance(trial, dict) and bool(trial.get("final"))
+
+
+def _settings_text(values: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_show(v)}" for k, v in values.items())
 
 
 def _show(v: Any) -> str:
