@@ -91,7 +91,8 @@ def explain(model: Any, image_tensor: torch.Tensor, target: int | None = None, m
         layer: for ``gradcam`` and ``guided_gradcam``, the module to hook or its dotted path
             (``model.get_submodule``). None takes the LoadedModel's Grad-CAM layer, else the
             last ``nn.Conv2d`` the forward pass runs (the registry's choice for every model
-            that does not name one).
+            that does not name one); for an ensemble, the sum of the maps of its members'
+            layers (``gradcam_layers``).
 
     Returns:
         A float32 ``(H, W)`` array in [0, 1] (all zeros when the attribution is constant).
@@ -116,8 +117,11 @@ def explain(model: Any, image_tensor: torch.Tensor, target: int | None = None, m
             raise StudioError(f"target class {target} is out of range; the model has {num_classes} classes (0 to {num_classes - 1}).")
         size = tuple(x.shape[-2:])
         if method in ("gradcam", "guided_gradcam"):
-            hooked = _resolve_layer(net, layer if layer is not None else default_layer, x)
-            cam = _gradcam(net, hooked, x, target, size)
+            # An ensemble (core.models.ensemble): the sum of every member's map, unless a layer is named.
+            paths = getattr(net, "gradcam_layers", None) if layer is None else None
+            hooked = [_resolve_layer(net, p, x) for p in paths] if paths else \
+                [_resolve_layer(net, layer if layer is not None else default_layer, x)]
+            cam = sum(_gradcam(net, h, x, target, size) for h in hooked)
             if method == "gradcam":
                 heat = cam[0, 0]
             else:

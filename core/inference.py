@@ -58,9 +58,12 @@ def rebuild_model(ckpt: dict) -> nn.Module:
     ImageNet stem at 28 px); it is rebuilt without downloading anything.
     """
     from core.models import create_model
+    from core.models.ensemble import ENSEMBLE, build_ensemble
     from core.models.weights import architecture_only
 
     args = ckpt["model_args"]
+    if ckpt["model_name"] == ENSEMBLE:  # several runs' networks, averaged (core.models.ensemble)
+        return build_ensemble(args, ckpt["task"], ckpt["mean"], ckpt["std"], rebuild=rebuild_model)
     pretrained = bool(args.get("pretrained", (ckpt.get("config") or {}).get("pretrained", False)))
     with architecture_only():
         return create_model(ckpt["model_name"], int(args["in_channels"]), int(args["num_classes"]),
@@ -94,8 +97,6 @@ def load_run_model(run, which: str = "best", device: str | torch.device = "cpu")
     Returns:
         The model in eval mode with everything needed to preprocess and label.
     """
-    from core.models import model_info
-
     path = run.best_checkpoint if which == "best" else run.last_checkpoint
     if not path.exists():
         from core.models import list_classical
@@ -116,14 +117,25 @@ def load_run_model(run, which: str = "best", device: str | torch.device = "cpu")
     load_weights(model, ckpt, what)
     device = torch.device(device)
     model.to(device).eval()
-    info = model_info(ckpt["model_name"], args["in_channels"], args["num_classes"], args["image_size"])
     side = _run_laterality(run, ckpt)
     stats = ckpt.get("train_stats") or run.meta().get("train_stats")
     return LoadedModel(run.id, model, ckpt["model_name"], list(ckpt["class_names"]), ckpt["task"],
                        list(ckpt["mean"]), list(ckpt["std"]), int(args["image_size"]), int(args["in_channels"]),
-                       float(ckpt.get("temperature", 1.0)), info.gradcam_layer, device,
+                       float(ckpt.get("temperature", 1.0)), _gradcam_layer(model, ckpt), device,
                        mirror=not side.side_matters, mirror_reason=side.reason(),
                        train_stats=stats if isinstance(stats, dict) else None)
+
+
+def _gradcam_layer(model: nn.Module, ckpt: dict) -> str | None:
+    """The layer Grad-CAM hooks: the registry's for a zoo model, an ensemble's first member's
+    (core.explain sums the maps of all its members' layers)."""
+    from core.models import model_info
+
+    layers = getattr(model, "gradcam_layers", None)
+    if isinstance(layers, list):
+        return layers[0] if layers else None
+    args = ckpt["model_args"]
+    return model_info(ckpt["model_name"], args["in_channels"], args["num_classes"], args["image_size"]).gradcam_layer
 
 
 def _run_laterality(run, ckpt: dict):

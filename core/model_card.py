@@ -59,6 +59,11 @@ def render_model_card(run, export: dict[str, Any] | None = None) -> str:
     ]
     if info:
         lines += ["", _md(info.description)]
+    members = (args.get("members") or []) if model_name == "ensemble" else []
+    if members:
+        lines += ["", f"An ensemble: the average of the probabilities of {len(members)} runs, one network in the "
+                      "exported file (its logits are the log of the averaged probabilities):", ""]
+        lines += [f"- `{_md(str(m.get('run_id')))}`: {_md(str(m.get('model_name')))}" for m in members]
 
     lines += ["", "## Classes", ""]
     lines += ["| index | class |", "|---:|---|"]

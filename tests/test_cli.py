@@ -28,6 +28,12 @@ def _run(capsys, *argv):
     (["train", "--model", "medvcnn"], "the following arguments are required: --dataset"),
     (["eval", "20990101-000000-nothing-here-0000"], "no run"),
     (["resume", "../../etc"], "run"),
+    # An unknown flag sends the person to the help of the command they typed, an unknown
+    # command to the help of them all.
+    (["train", "--dataset", "breastmnist", "--model", "medvcnn", "--bogus", "1"],
+     "unrecognized arguments: --bogus 1 (see `python -m core train --help`)"),
+    (["bogus"], "invalid choice: 'bogus' (choose from 'train', "),
+    (["bogus"], "(see `python -m core --help`)"),
 ])
 def test_bad_arguments_exit_nonzero_with_one_line(capsys, argv, message):
     code, out, err = _run(capsys, *argv)

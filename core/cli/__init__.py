@@ -8,6 +8,7 @@ binds each to its function with ``set_defaults(func=...)``:
 - :mod:`core.cli.eval`: ``eval``
 - :mod:`core.cli.catalogue`: ``models``, ``datasets``, ``recipes``
 - :mod:`core.cli.predict`: ``predict``; :mod:`core.cli.export`: ``export``
+- :mod:`core.cli.ensemble`: ``ensemble`` (finished runs averaged into a new run)
 - :mod:`core.cli.experiments`: ``sweep``, ``seeds``, ``ablation``, ``auto``, ``experiments``, ``experiment``
 - :mod:`core.cli.scale`: ``--executor ray``, ``--processes``, torchrun
 - :mod:`core.cli.common`: the parser, shared flags, table printing, a run's closing line
@@ -22,12 +23,12 @@ import argparse
 import sys
 from typing import Sequence
 
-from core.cli import catalogue, eval as eval_cmd, experiments, export, predict, runs, train
+from core.cli import catalogue, ensemble, eval as eval_cmd, experiments, export, predict, runs, train
 from core.cli.common import Parser
 from core.errors import StudioError
 
 #: Command groups in the order ``--help`` lists them.
-GROUPS = (train, runs, eval_cmd, catalogue, predict, export, experiments)
+GROUPS = (train, runs, eval_cmd, catalogue, predict, export, ensemble, experiments)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit status (2 for a bad argument or a :class:`StudioError`)."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the command's own parser, so its error names `python -m core CMD --help`
+            _subparsers(parser)[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse already printed its one line (or --help)
         return int(exc.code or 0)
     try:

@@ -15,7 +15,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit status 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
-        self.exit(2, f"error: {message} (see `python -m core {self.prog.split()[-1]} --help`)\n")
+        # prog is "python -m core" for the top level, "python -m core train" for a command.
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def positive_int(text: str) -> int:

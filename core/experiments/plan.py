@@ -201,6 +201,10 @@ def plan_seeds(store: Any, run_id: str, n: int = 3, *, name: str | None = None, 
 
     _check_metric(metric)
     source = store.get(run_id)
+    ensemble = source.params().get("ensemble")
+    if isinstance(ensemble, dict):
+        raise StudioError(f"run '{run_id}' is an ensemble of {len(ensemble.get('members') or [])} runs with no training "
+                          "of its own to repeat; repeat one of its members instead")
     config = source.params().get("config")
     if not isinstance(config, dict):
         raise StudioError(f"run '{run_id}' has no training settings to repeat; pick a run trained by the studio")

@@ -33,6 +33,11 @@ MAX_EPOCHS = 500
 MAX_BATCH = 4096
 
 
+#: The largest mixup alpha accepted: at 0.2-0.4 mixup regularises; far above 1 nearly every
+#: blend is half and half (core.train.mixup).
+MIXUP_MAX_ALPHA = 4.0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run.
@@ -59,6 +64,7 @@ class TrainConfig:
     loss: str = "auto"  # auto: cross-entropy, or BCE-with-logits for multi-label
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 turns it off
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter (pairs of images blended); 0 turns it off
     class_weights: bool = False
     weighted_sampler: bool = False
     augment: str = "none"
@@ -136,7 +142,7 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS, limits: "Limits | N
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name.replace('_', ' ')} must be a whole number (got {value!r}).")
     for name in ("lr", "momentum", "gamma", "plateau_factor", "weight_decay", "l1", "l2", "grad_clip",
-                 "label_smoothing", "max_minutes", "ema"):
+                 "label_smoothing", "max_minutes", "ema", "mixup"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             label = "learning rate" if name == "lr" else name.replace("_", " ")
@@ -162,12 +168,14 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS, limits: "Limits | N
                           f"(got {cfg.batch_size}).")
     if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and 0 < cfg.lr <= 10):
         raise ConfigError(f"learning rate must be a number above 0 and at most 10 (got {cfg.lr}); 0.001 is a safe start.")
-    for name in ("weight_decay", "l1", "l2", "grad_clip", "label_smoothing", "max_minutes"):
+    for name in ("weight_decay", "l1", "l2", "grad_clip", "label_smoothing", "max_minutes", "mixup"):
         v = getattr(cfg, name)
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ConfigError(f"{name.replace('_', ' ')} must be zero or a positive number (got {v}).")
     if not 0 <= cfg.ema < 1:
         raise ConfigError(f"weight averaging (ema) must be 0 (off) or between 0 and 1 (got {cfg.ema}); 0.999 is typical.")
+    if cfg.mixup > MIXUP_MAX_ALPHA:
+        raise ConfigError(f"mixup must be 0 (off) or at most {MIXUP_MAX_ALPHA:g} (got {cfg.mixup}); 0.2 is typical.")
     if cfg.label_smoothing >= 1:
         raise ConfigError(f"label smoothing must be below 1 (got {cfg.label_smoothing}); 0.05 is typical.")
     if not 0 <= cfg.momentum < 1:

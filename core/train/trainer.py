@@ -272,6 +272,7 @@ class Trainer:
         """One pass over the training split; returns train loss, ACC and AUC."""
         from core.data import augment_batch
         from core.data.augment import without_mirroring
+        from core.train.mixup import mix_batch, mixed_loss, mixup_weight
 
         cfg, model, device = self.cfg, self.model, self.device
         model.train()
@@ -287,9 +288,12 @@ class Trainer:
             if cfg.augment != "none":
                 x = augment_batch(x, cfg.augment if cfg.mirror else without_mirroring(cfg.augment),
                                   generator=self.aug_generator)
+            if cfg.mixup:
+                lam = mixup_weight(cfg.mixup, cfg.seed, self.global_step)
+                x, pair = mix_batch(x, lam, self.aug_generator)
             with _autocast(device, self.amp_dtype):
                 logits = self.net(x)
-                loss = self.loss_fn(logits, y)
+                loss = mixed_loss(self.loss_fn, logits, y, pair, lam) if cfg.mixup else self.loss_fn(logits, y)
                 penalty = dense_penalty(model, cfg.l1, cfg.l2)
                 total = loss + penalty if penalty is not None else loss
             self.optimizer.zero_grad(set_to_none=True)
