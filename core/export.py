@@ -161,9 +161,11 @@ def _dataset_images(run, lm, data_dir) -> tuple[torch.Tensor, str] | None:
     spec = params.get("dataset") or config.get("dataset")
     if not spec:
         return None
+    from core.train.evaluation import split_seed
+
     try:
         data = load_dataset(spec, size=lm.image_size, data_dir=data_dir or config.get("data_dir"),
-                            seed=int(config.get("seed", params.get("seed", 0)) or 0))
+                            seed=split_seed(params))
     except (StudioError, OSError, ValueError):
         return None  # not on this machine: fall back to other images
     split = next((s for s in ("test", "val", "train") if s in data.images), None)

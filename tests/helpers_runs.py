@@ -87,7 +87,7 @@ def write_dataset_folder(root: Path, n_per_split: dict[str, int] | None = None, 
 
 
 def make_run(runs_root: Path, model_name: str = "medvcnn", dataset: str | None = None, steps: int = 40,
-             seed: int = 0):
+             seed: int = 0, split_seed: int | None = None):
     """A completed run of a registered model trained on the square task.
 
     Args:
@@ -98,6 +98,7 @@ def make_run(runs_root: Path, model_name: str = "medvcnn", dataset: str | None =
             None records a dataset name that cannot be loaded.
         steps: optimiser steps.
         seed: data and weight seed.
+        split_seed: recorded as the config's split seed (None: the seed draws the split).
 
     Returns:
         The :class:`core.runs.Run`.
@@ -112,7 +113,7 @@ def make_run(runs_root: Path, model_name: str = "medvcnn", dataset: str | None =
     train(model, images, labels, steps=steps, seed=seed)
     config = {"dataset": dataset or "synthetic-squares", "model": model_name, "image_size": 28, "recipe": "default",
               "epochs": 1, "batch_size": 32, "optimizer": "adam", "lr": 3e-3, "schedule": "none", "seed": seed,
-              "augment": "none", "tta": False, "device": "cpu", "pretrained": False}
+              "augment": "none", "tta": False, "device": "cpu", "pretrained": False, "split_seed": split_seed}
     store = RunStore(runs_root)
     run = store.create_run({"dataset": config["dataset"], "model": model_name, "image_size": 28,
                             "recipe": "default", "seed": seed, "config": config})

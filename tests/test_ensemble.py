@@ -75,7 +75,8 @@ def ensemble_store(tmp_path_factory):
     ensemble (module-scoped: the tests below only read it)."""
     root = tmp_path_factory.mktemp("ens")
     folder = write_dataset_folder(root / "squares")
-    runs = [make_run(root / "runs", dataset=str(folder), steps=30, seed=s) for s in (0, 1)]
+    # Other weights, the same split (as Auto's final runs).
+    runs = [make_run(root / "runs", dataset=str(folder), steps=30, seed=s, split_seed=0) for s in (0, 1)]
     store = RunStore(root / "runs")
     ens = create_ensemble_run(store, [r.id for r in runs], name="two squares")
     return store, runs, ens, folder
@@ -211,3 +212,14 @@ def test_classify_and_compare_pages_show_the_ensemble(ensemble_store, monkeypatc
     no_failure(at)
     frames = [d.value for d in at.dataframe]
     assert any("ensemble" in f.astype(str).to_numpy().ravel().tolist() for f in frames)
+
+
+def test_runs_of_a_folder_split_with_other_seeds_are_refused(tmp_path):
+    folder = write_dataset_folder(tmp_path / "squares")
+    a = make_run(tmp_path / "runs", dataset=str(folder), steps=5, seed=0)
+    b = make_run(tmp_path / "runs", dataset=str(folder), steps=5, seed=1)  # the seed draws its split
+    c = make_run(tmp_path / "runs", dataset=str(folder), steps=5, seed=2, split_seed=0)  # one split with a
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(StudioError, match=r"different seeds \(0 and 1\)"):
+        create_ensemble_run(store, [a.id, b.id])
+    assert create_ensemble_run(store, [a.id, c.id]).meta()["status"] == "completed"

@@ -57,3 +57,13 @@ def test_validate_accepts_defaults_and_demo_cap():
     assert validate(cfg) is cfg
     with pytest.raises(ConfigError, match="at most 10"):
         validate(cfg, max_epochs=10)
+
+
+def test_split_seed_draws_the_split_and_defaults_to_the_seed():
+    from core.errors import ConfigError
+    from core.train.config import TrainConfig, validate
+
+    assert TrainConfig(dataset="x", model="medvcnn", seed=3).data_seed == 3
+    assert TrainConfig(dataset="x", model="medvcnn", seed=3, split_seed=0).data_seed == 0
+    with pytest.raises(ConfigError, match="split seed must be a whole number"):
+        validate(TrainConfig(dataset="x", model="medvcnn", split_seed="0"))

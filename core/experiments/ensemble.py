@@ -95,6 +95,9 @@ def _check_member(run: Any) -> None:
 
 
 def _check_compatible(ids: list[str], loaded: list[Any], params: list[dict[str, Any]]) -> None:
+    from core.data.medmnist_info import is_medmnist
+    from core.train.evaluation import split_seed
+
     first = loaded[0]
     dataset = (params[0].get("config") or {}).get("dataset") or params[0].get("dataset")
     for run_id, lm, p in zip(ids[1:], loaded[1:], params[1:]):
@@ -102,6 +105,12 @@ def _check_compatible(ids: list[str], loaded: list[Any], params: list[dict[str, 
         if other != dataset:
             raise StudioError(f"run {run_id} was trained on another dataset than run {ids[0]}; "
                               "an ensemble averages runs of one dataset")
+        if not is_medmnist(str(dataset)) and split_seed(p) != split_seed(params[0]):
+            # A folder's split is drawn with the seed: one member's validation images would be
+            # another's training images, and the ensemble's validation score would flatter it.
+            raise StudioError(f"runs {ids[0]} and {run_id} split the folder into train, validation and test with "
+                              f"different seeds ({split_seed(params[0])} and {split_seed(p)}); average runs of one "
+                              "split (the same seed, or the same split seed)")
         if (lm.class_names, lm.task) != (first.class_names, first.task):
             raise StudioError(f"run {run_id} has other classes than run {ids[0]}; an ensemble needs the same classes")
         if (lm.channels, lm.image_size) != (first.channels, first.image_size):

@@ -68,7 +68,7 @@ def run_request(dataset: str | os.PathLike, model: str, recipe: str = "default",
     if check_data:
         from core.data import load_dataset
 
-        load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.seed)
+        load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.data_seed)
     return RunRequest(build_params(cfg), name, cfg)
 
 

@@ -84,6 +84,9 @@ class TrainConfig:
     # (core.data.mirror_check); False trusts the recipe's flips without looking.
     mirror_check: bool = True
     seed: int = 0
+    # Seed of a folder's train/val/test split when it has no split of its own; None: ``seed``.
+    # Runs that differ only in their weights (Auto's final runs) share one split this way.
+    split_seed: int | None = None
     device: str = "auto"
     precision: str = "auto"  # see PRECISIONS; fp32 gives the same numbers on every CPU
     pretrained: bool = False
@@ -106,6 +109,11 @@ class TrainConfig:
         if "milestones" in kw:
             kw["milestones"] = tuple(kw["milestones"])
         return cls(**kw)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed that draws a folder's split: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with some fields changed; ``None`` values are ignored."""
@@ -141,6 +149,8 @@ def validate(cfg: TrainConfig, max_epochs: int = MAX_EPOCHS, limits: "Limits | N
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name.replace('_', ' ')} must be a whole number (got {value!r}).")
+    if cfg.split_seed is not None and (isinstance(cfg.split_seed, bool) or not isinstance(cfg.split_seed, int)):
+        raise ConfigError(f"split seed must be a whole number or empty (got {cfg.split_seed!r}).")
     for name in ("lr", "momentum", "gamma", "plateau_factor", "weight_decay", "l1", "l2", "grad_clip",
                  "label_smoothing", "max_minutes", "ema", "mixup"):
         value = getattr(cfg, name)

@@ -145,7 +145,7 @@ def reevaluate_run(run, store, data_dir: str | None = None) -> dict[str, Any]:
     if (ckpt.get("laterality") or {}).get("side_matters"):
         cfg = cfg.replace(tta=False, mirror=False)  # as in training: never mirror this run's images
     device = pick_device(cfg.device)
-    data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=data_dir or cfg.data_dir, seed=cfg.seed)
+    data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=data_dir or cfg.data_dir, seed=cfg.data_seed)
     model = rebuild_model(ckpt).to(device)
     fields = final_evaluation(run, model, data, cfg, device)
     store.update_meta(run.id, **fields)
@@ -173,10 +173,18 @@ def load_run_dataset(run, data_dir=None):
     size = config.get("image_size") or params.get("image_size")
     if not spec or not size:
         raise StudioError(f"run {run.id} does not record its dataset and image size; it cannot be evaluated again.")
-    seed = int(config.get("seed", params.get("seed", 0)) or 0)
+    seed = split_seed(params)
     if data_dir is None and config.get("data_dir") and Path(config["data_dir"]).is_dir():
         data_dir = config["data_dir"]  # where it was trained from, while that folder exists; else the default
     return load_dataset(spec, size=int(size), data_dir=data_dir, seed=seed)
+
+
+def split_seed(params: dict[str, Any]) -> int:
+    """The seed that drew a run's train/val/test split (of a folder without one), from params.json."""
+    config = params.get("config") or {}
+    if isinstance(config.get("split_seed"), int):
+        return int(config["split_seed"])
+    return int(config.get("seed", params.get("seed", 0)) or 0)
 
 
 def evaluate_run(run, tta: bool = False, calibrated: bool = False, data_dir=None, device: str = "cpu",

@@ -119,7 +119,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
     # Status, pid and times are the job runner's worker's to record; training reports.
     store.update_meta(run.id, device=str(device))
 
-    data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.seed)
+    data = load_dataset(cfg.dataset, size=cfg.image_size, data_dir=cfg.data_dir, seed=cfg.data_seed)
     if cfg.model in list_classical():
         from core.train.classical_run import run_classical
 
