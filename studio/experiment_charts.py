@@ -48,7 +48,8 @@ def leaderboard_frame(rows: Sequence[Mapping[str, Any]], metric: str) -> pd.Data
     epochs, training time and the test scores (shown, never used to rank)."""
     out = []
     for r in rows:
-        epochs = f"{r.get('epochs_done') or 0}/{r.get('epochs') or '?'}"
+        # An ensemble trains nothing: it averages runs listed above it.
+        epochs = "-" if r.get("model") == "ensemble" else f"{r.get('epochs_done') or 0}/{r.get('epochs') or '?'}"
         out.append({"Rank": r.get("rank"), "Run": r["run_id"], "Settings": settings_text(r),
                     "Status": str(r.get("status") or "unknown"), METRIC_NAMES[metric]: _num(r.get("score")),
                     "Val ACC": _num(r.get("val_acc")), "Val AUC": _num(r.get("val_auc")), "Epochs": epochs,

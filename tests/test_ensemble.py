@@ -223,3 +223,41 @@ def test_runs_of_a_folder_split_with_other_seeds_are_refused(tmp_path):
     with pytest.raises(StudioError, match=r"different seeds \(0 and 1\)"):
         create_ensemble_run(store, [a.id, b.id])
     assert create_ensemble_run(store, [a.id, c.id]).meta()["status"] == "completed"
+
+
+def test_auto_adds_the_ensemble_that_helps_on_validation(tmp_path):
+    from core.experiments import ExperimentBook, create_experiment, plan_auto
+    from core.experiments.auto_ensemble import add_ensemble
+    from core.experiments.members import member_rows
+
+    folder = write_dataset_folder(tmp_path / "squares")
+    runs = [make_run(tmp_path / "runs", dataset=str(folder), steps=s, seed=i, split_seed=0)
+            for i, s in enumerate((30, 20, 10))]
+    store = RunStore(tmp_path / "runs")
+    book = ExperimentBook(store)
+    exp = create_experiment(store, plan_auto(str(folder), minutes=1))
+    exp = book.update(exp.id, add_members=[r.id for r in runs])
+    rows = member_rows(store, exp)
+    ranked = [r["run_id"] for r in sorted(rows, key=lambda r: (-r["val_auc"], -r["val_acc"], r["created"]))]
+    # Saved validation probabilities built so that the best two together rank every pair
+    # right (AUC 1.0) while the best alone gets 0.75 and all three 0.875.
+    labels = np.array([0, 1, 0, 1])
+    p1 = {ranked[0]: [0.1, 0.8, 0.6, 0.55], ranked[1]: [0.4, 0.6, 0.1, 0.9], ranked[2]: [0.9, 0.1, 0.8, 0.2]}
+    for run_id, p in p1.items():
+        p = np.array(p)
+        store.get(run_id).write_predictions(val_scores=np.stack([1 - p, p], 1), val_labels=labels,
+                                            test_scores=np.stack([1 - p, p], 1), test_labels=labels)
+    added = add_ensemble(store, exp, rows, "val_auc")
+    assert len(added) == 1
+    ens = store.get(added[0])
+    params = ens.params()
+    assert params["ensemble"]["members"] == ranked[:2]
+    assert params["experiment"] == exp.id and params["experiment_trial"]["ensemble"] is True
+    assert ens.meta()["status"] == "completed" and ens.eval()["val"]["n"] == 16
+    # Once there, it is not added again; with the helper's predictions gone no average helps.
+    exp = book.update(exp.id, add_members=added)
+    assert add_ensemble(store, exp, member_rows(store, exp), "val_auc") == []
+    store.delete(added[0])
+    helper = np.array(p1[ranked[2]])
+    store.get(ranked[1]).write_predictions(val_scores=np.stack([1 - helper, helper], 1), val_labels=labels)
+    assert add_ensemble(store, exp, member_rows(store, exp), "val_auc") == []

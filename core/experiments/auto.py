@@ -41,6 +41,9 @@ OVERHEAD_S = 15.0
 FINAL_SHARE = 0.5
 #: The final run's epoch cap (its time limit normally ends it first).
 FINAL_MAX_EPOCHS = 300
+#: At most this many final runs: when one ends at its epoch cap with time to spare, another
+#: trains the same settings from other initial weights (the same split), for an ensemble.
+MAX_FINALS = 4
 
 
 def study_from_runs(exp: Experiment, rows: list[dict[str, Any]]):
@@ -112,9 +115,9 @@ class AutoSearch:
         started = parse_time(exp.started) or time.time()
         self.deadline = started + float(plan["minutes"]) * 60
         self.search_deadline = started + float(plan["minutes"]) * 60 * (1 - FINAL_SHARE)
-        # The final run, once submitted: its run id (never pruned) and whether it was asked for.
-        self.final_id: str | None = next((r["run_id"] for r in rows if _is_final(r)), None)
-        self.final_asked = self.final_id is not None
+        # The final runs submitted (never pruned), and whether no more will be asked for.
+        self.final_ids: list[str] = [r["run_id"] for r in rows if _is_final(r)]
+        self.finals_over = False
         from core.experiments.summary import leaderboard
 
         self.study = study_from_runs(exp, leaderboard(store, exp, live=False))
@@ -173,42 +176,84 @@ class AutoSearch:
         return min(caps) if caps else None
 
     def _final_job(self, exp: Experiment, rows: list[dict[str, Any]]) -> list[tuple[dict, str]]:
-        """The final run: the best trial's settings (the default's when none completed) for the
-        rest of the budget; [] once asked for, or when too little time is left to train."""
+        """The next final run, or [] when the finals are over.
+
+        The first trains the best trial's settings (the default's when none completed) for the
+        rest of the budget. When it ends at its epoch cap with at least its own duration left,
+        another trains the same settings from other initial weights (seed + 1, ..., the split
+        kept), up to :data:`MAX_FINALS`; :meth:`before_finish` may then average them.
+        """
         from core.experiments.members import member_params
         from core.experiments.summary import select_best
         from core.limits import current_limits
 
-        if self.final_asked:
+        finals = [r for r in rows if _is_final(r)]
+        if self.finals_over or self.backlog or any(r.get("status") in ("queued", "running") for r in finals):
             return []
-        self.final_asked = True
         remaining = self.deadline - time.time() - self.overhead_s
-        if remaining < self.min_train_s:
+        needed = self.min_train_s
+        if finals:
+            if len(finals) >= self._max_finals() or any(r.get("status") != "completed" for r in finals):
+                self.finals_over = True
+                return []
+            needed = max(needed, self._wall_seconds(finals[-1]))
+        if remaining < needed:
+            self.finals_over = True
             return []
-        # The same choice on validation that picks Auto's best run, among the search's trials.
-        best = select_best([r for r in rows if isinstance(r.get("trial"), dict) and not _is_final(r)], self.metric)
-        trial = best["trial"] if best else None
-        values = dict(trial["params"]) if trial else dict(self.space["default"])
+        if finals:
+            values, from_trial = dict(finals[0]["trial"]["params"]), finals[0]["trial"].get("from_trial")
+        else:
+            # The same choice on validation that picks Auto's best run, among the search's trials.
+            best = select_best([r for r in rows if isinstance(r.get("trial"), dict) and not _is_final(r)], self.metric)
+            values = dict(best["trial"]["params"]) if best else dict(self.space["default"])
+            from_trial = best["trial"]["number"] if best else None
+        seed = int(self.plan.get("seed", 0))
         cap = min(FINAL_MAX_EPOCHS, current_limits().max_epochs or FINAL_MAX_EPOCHS)
-        cfg = config_for(self.space, values, exp.dataset, seed=int(self.plan.get("seed", 0)), remaining_s=remaining,
-                         data_dir=self.plan.get("data_dir"), epochs=cap, limit_s=remaining)
-        source = f"trial {trial['number']}'s settings" if trial else "the default recipe (no trial completed)"
+        cfg = config_for(self.space, values, exp.dataset, seed=seed + len(finals), remaining_s=remaining,
+                         data_dir=self.plan.get("data_dir"), epochs=cap, limit_s=remaining).replace(split_seed=seed)
+        source = f"trial {from_trial}'s settings" if from_trial is not None else "the default recipe (no trial completed)"
+        which = f"final {len(finals) + 1}" if finals else "final"
+        weights = f", initial weights of seed {seed + len(finals)}" if finals else ""
         number = self.asked
         self.asked += 1
-        label = f"final: {source}, for the rest of the budget: {_settings_text(values)}"
+        label = f"{which}: {source}{weights}, for the rest of the budget: {_settings_text(values)}"
         entry = {"label": label, "settings": values, "config": cfg.to_dict()}
         params = member_params(exp, entry, trial=number)
-        params["experiment_trial"] = {"number": number, "params": values, "final": True,
-                                      "from_trial": trial["number"] if trial else None}
-        # No Optuna trial goes with it (None): the pruner must not stop the final run.
-        self.backlog.append((None, (params, f"{exp.name} · final"[:200])))
+        params["experiment_trial"] = {"number": number, "params": values, "final": True, "from_trial": from_trial}
+        # No Optuna trial goes with it (None): the pruner must not stop a final run.
+        self.backlog.append((None, (params, f"{exp.name} · {which}"[:200])))
         return [self.backlog[0][1]]
+
+    def _max_finals(self) -> int:
+        from core.limits import current_limits
+
+        return 1 if current_limits().max_experiment_runs is not None else MAX_FINALS
+
+    def _wall_seconds(self, row: dict[str, Any]) -> float:
+        """How long a finished run took from launch to its end (training, evaluation, start-up)."""
+        try:
+            meta = self.store.get(row["run_id"]).meta()
+        except StudioError:
+            return float("inf")
+        start, end = parse_time(meta.get("launched") or meta.get("started")), parse_time(meta.get("finished"))
+        if start and end:
+            return end - start
+        return float(meta.get("train_seconds") or 0.0) + self.overhead_s
+
+    def before_finish(self, exp: Experiment, rows: list[dict[str, Any]]) -> list[str]:
+        """The ensemble of the best runs when averaging them does better on validation; the ids
+        of the runs it added (see :func:`core.experiments.auto_ensemble.add_ensemble`)."""
+        from core.experiments.auto_ensemble import add_ensemble
+
+        if time.time() > self.deadline + GRACE_S:
+            return []
+        return add_ensemble(self.store, exp, rows, self.metric)
 
     def submitted(self, ids: list[str]) -> None:
         for run_id in ids:
             trial, _ = self.backlog.pop(0)
-            if trial is None:  # the final run: followed by the driver, not by Optuna
-                self.final_id = run_id
+            if trial is None:  # a final run: followed by the driver, not by Optuna
+                self.final_ids.append(run_id)
                 continue
             self.live[run_id] = (trial, 0)
 
@@ -216,7 +261,7 @@ class AutoSearch:
         now = time.time()
         for row in rows:
             run_id = row["run_id"]
-            if run_id == self.final_id and row.get("status") == "running" and run_id not in self.pruned:
+            if run_id in self.final_ids and row.get("status") == "running" and run_id not in self.pruned:
                 if self._past_deadline(now, 1):
                     self._cancel(runner, run_id)
                 continue
@@ -230,7 +275,7 @@ class AutoSearch:
                 if trial.should_prune():
                     logger.info("pruning trial %d (run %s) after epoch %d", trial.number, run_id, last)
                     self._cancel(runner, run_id)
-                elif self._past_deadline(now, last, self.search_deadline if self.final_id is None else None):
+                elif self._past_deadline(now, last, None if self.final_ids else self.search_deadline):
                     self._cancel(runner, run_id)
             elif status == "completed":
                 self._report(run_id, trial, last)
@@ -251,9 +296,9 @@ class AutoSearch:
     def done(self, rows: list[dict[str, Any]]) -> bool:
         if self.asked and time.time() > self.search_deadline - self.min_train_s - self.overhead_s:
             self.closed = True
-        if self.closed and not self.final_asked and time.time() > self.deadline - self.min_train_s - self.overhead_s:
-            self.final_asked = True  # no time is left for a final run
-        return self.closed and self.final_asked and not self.backlog
+        if self.closed and not self.finals_over and time.time() > self.deadline - self.min_train_s - self.overhead_s:
+            self.finals_over = True  # no time is left for another final run
+        return self.closed and self.finals_over and not self.backlog
 
     # -- helpers ---------------------------------------------------------------------------
     def _report(self, run_id: str, trial: Any, last: int) -> int:

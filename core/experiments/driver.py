@@ -131,6 +131,10 @@ def run_experiment(store: Any, exp_id: str, runner: Any = None, *, poll_s: float
             if progress is not None:
                 progress(snapshot(store, exp, rows))
             if strategy.done(rows) and active == 0:
+                # Auto may add a member that trains nothing (an ensemble of its best runs).
+                added = strategy.before_finish(exp, rows) if hasattr(strategy, "before_finish") else []
+                if added:
+                    exp = book.update(exp_id, add_members=added)
                 exp = _finish(store, book, exp)
                 break
             time.sleep(poll_s)
