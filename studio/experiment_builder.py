@@ -158,13 +158,15 @@ def describe_estimate(exp, est: dict[str, Any]) -> None:
     """What launching will start: the runs and the estimated time, before anything is started."""
     c1, c2 = st.columns(2)
     if exp.kind == "auto":
-        trials = exp.plan.get("max_trials")
-        bounds = [b for b in (trials + 1 if trials else None, ui.limits().max_experiment_runs) if b is not None]
-        c1.metric("Runs it will start", f"at most {min(bounds)}" if bounds else "as many as fit")
+        from core.experiments.auto import max_runs
+
+        bound = max_runs(exp.plan.get("max_trials"), ui.limits().max_experiment_runs)
+        c1.metric("Runs it will start", f"at most {bound}" if bound else "as many as fit")
         c2.metric("Time", f"{exp.plan['minutes']:g} min")
-        st.caption("Trials start while the first half of the budget leaves room for one; then one final run trains "
-                   "the best trial's settings for the rest. What still trains at the end gets a short grace to "
-                   "finish its evaluation, then is stopped.")
+        st.caption("Trials start while the first half of the budget leaves room for one; then a final run trains "
+                   "the best trial's settings for the rest (again from other starting weights while time is "
+                   "left), and the best runs are averaged when that does better on the held-back images. What "
+                   "still trains at the end gets a short grace to finish its evaluation, then is stopped.")
         return
     c1.metric("Runs it will start", est["runs"])
     c2.metric("Estimated time", ui.fmt_estimate(est["seconds"]))

@@ -1,7 +1,7 @@
 """A real browser launches Auto from the Experiments page: a ``streamlit run`` server, Chromium
 driven by Playwright (skipped as tests/test_browser.py is, without either), a 16-image generated
-folder, two minutes of budget and at most two search trials, then Auto's final run (the page
-counts at most 3 runs). The page shows the trials' leaderboard and, once the search ends, the
+folder, two minutes of budget and at most two search trials, then Auto's final runs and
+ensemble (the page counts at most 7 runs). The page shows the trials' leaderboard and, once the search ends, the
 best run (one of its runs, chosen on validation) with its link to Classify.
 
 The budget counts from the click. On the busy 2-core machine the driver's start (importing
@@ -72,7 +72,7 @@ def test_auto_launched_from_the_page_shows_its_leaderboard(server):
             expect(page.get_by_text("Auto: the best model in a time budget")).to_be_visible()
             fill_number(page, "Minutes", "2", page.get_by_text("2 min", exact=True))
             fill_number(page, "At most this many trials (0 = as many as fit)", "2",
-                        page.get_by_text("at most 3", exact=True))  # 2 trials and the final run
+                        page.get_by_text("at most 7", exact=True))  # 2 trials, 4 final runs, the ensemble
             _no_exception(page)
             _full_page(page, shots / "experiments-builder.png")
 
@@ -92,7 +92,7 @@ def test_auto_launched_from_the_page_shows_its_leaderboard(server):
     exp = get_experiment(store, row["exp_id"])
     assert exp.kind == "auto" and exp.status == "completed", (exp.status, exp.error)
     board = leaderboard(store, exp)
-    assert 1 <= len(board) <= 3 and exp.notes["best_run"] == board[0]["run_id"]
+    assert 1 <= len(board) <= 7 and exp.notes["best_run"] == board[0]["run_id"]
     assert set(exp.members) == {r["run_id"] for r in board}
     log = server["log"].read_text()
     assert "Traceback" not in log, log[-3000:]

@@ -263,3 +263,11 @@ def test_auto_keeps_one_run_of_the_demo_cap_for_its_final_run(monkeypatch):
     assert search._max_trials() == 2  # 2 trials and the final: the demo's 3 runs
     search.plan = {"max_trials": 1}
     assert search._max_trials() == 1
+
+
+def test_auto_run_bound_counts_trials_finals_and_the_ensemble():
+    from core.experiments.auto import MAX_FINALS, max_runs
+
+    assert max_runs(2, None) == 2 + MAX_FINALS + 1
+    assert max_runs(None, None) is None
+    assert max_runs(2, 3) == 3 and max_runs(1, 5) == 3 and max_runs(None, 4) == 4

@@ -9,8 +9,12 @@ ends it with the search. Then the **final run** trains the settings of the best 
 (on validation; the default recipe when none completed) alone on the machine, for the rest of
 the budget: short trials rank settings, but a model trained for minutes rather than seconds is
 what a person wants to use (measured in BENCHMARKS.md: the default recipe given the whole
-machine beat every short trial). At the deadline (plus a grace for the final evaluation) what
-still trains is cancelled. The best run, the final one or a trial, is chosen on validation only
+machine beat every short trial). A final run that ends at its epoch cap with its own duration
+still left is followed by another of the same settings from other initial weights (the split
+kept), up to :data:`MAX_FINALS`; then, if averaging the best runs' probabilities does better on
+validation, that ensemble is added as a member (:mod:`core.experiments.auto_ensemble`). At the
+deadline (plus a grace for the final evaluation) what still trains is cancelled. The best run,
+a final one, a trial or the ensemble, is chosen on validation only
 (:func:`core.experiments.summary.select_best`). The study lives in memory and is rebuilt from
 the member runs, so nothing but the runs themselves needs to be kept.
 """
@@ -44,6 +48,14 @@ FINAL_MAX_EPOCHS = 300
 #: At most this many final runs: when one ends at its epoch cap with time to spare, another
 #: trains the same settings from other initial weights (the same split), for an ensemble.
 MAX_FINALS = 4
+
+
+def max_runs(max_trials: int | None, demo_cap: int | None) -> int | None:
+    """The most member runs an Auto plan makes: its trials, the final runs and the ensemble
+    (one final and the ensemble only within the demo's cap); None when only time bounds it."""
+    if demo_cap is not None:
+        return min(max_trials + 2, demo_cap) if max_trials else demo_cap
+    return max_trials + MAX_FINALS + 1 if max_trials else None
 
 
 def study_from_runs(exp: Experiment, rows: list[dict[str, Any]]):
