@@ -74,6 +74,20 @@ class TinyCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
+def square_trainer(cfg):
+    """A :class:`core.train.trainer.Trainer` of a tiny CNN on 64 training and 32 validation
+    images of the square task (binary), on the CPU, its weights seeded with 0."""
+    from core.train.trainer import Trainer, make_batches
+
+    images, labels, _ = square_images(96, seed=1)
+    train = make_batches(images[:64], labels[:64], (0.5,), (0.5,))
+    val = make_batches(images[64:], labels[64:], (0.5,), (0.5,))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2))
+    return Trainer(model, cfg, "binary", torch.device("cpu"), train, val)
+
+
 def write_dataset_folder(root: Path, n_per_split: dict[str, int] | None = None, seed: int = 0) -> Path:
     """train/val/test folders of PNGs with one sub-folder per class; returns the folder."""
     n_per_split = n_per_split or {"train": 64, "val": 16, "test": 24}

@@ -10,8 +10,7 @@ from torch import nn
 from core.errors import ConfigError
 from core.train.config import TrainConfig, validate
 from core.train.mixup import mix_batch, mixed_loss, mixup_weight
-from core.train.trainer import Trainer, make_batches
-from tests.helpers_runs import square_images
+from tests.helpers_runs import square_trainer
 
 
 def test_weight_is_seeded_by_seed_and_step_and_folded_to_the_upper_half():
@@ -43,15 +42,10 @@ def test_out_of_range_alpha_is_refused(bad):
 
 
 def _train(mixup: float) -> dict[str, torch.Tensor]:
-    images, labels, _ = square_images(96, seed=1)
-    train = make_batches(images[:64], labels[:64], (0.5,), (0.5,))
-    val = make_batches(images[64:], labels[64:], (0.5,), (0.5,))
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-                          nn.Linear(4, 2))
     cfg = TrainConfig(dataset="x", model="m", epochs=2, batch_size=16, lr=1e-2, mixup=mixup, seed=5)
-    Trainer(model, cfg, "binary", torch.device("cpu"), train, val).fit()
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = square_trainer(cfg)
+    trainer.fit()
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
 def test_training_with_mixup_is_deterministic_and_not_a_no_op():

@@ -9,8 +9,8 @@ from torch import nn
 
 from core.train.config import TrainConfig, validate
 from core.errors import ConfigError
-from core.train.trainer import Trainer, WeightAverage, make_batches
-from tests.helpers_runs import square_images
+from core.train.trainer import WeightAverage
+from tests.helpers_runs import square_trainer
 
 
 def test_average_follows_the_warmed_up_decay():
@@ -50,13 +50,7 @@ def test_ema_out_of_range_is_refused():
 
 
 def _trainer(cfg):
-    images, labels, _ = square_images(96, seed=1)
-    train = make_batches(images[:64], labels[:64], (0.5,), (0.5,))
-    val = make_batches(images[64:], labels[64:], (0.5,), (0.5,))
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-                          nn.Linear(4, 2))
-    return Trainer(model, cfg, "binary", torch.device("cpu"), train, val)
+    return square_trainer(cfg)
 
 
 def test_checkpoint_holds_the_average_and_resume_continues_it():
