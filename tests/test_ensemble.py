@@ -69,6 +69,59 @@ def test_ensemble_size_is_chosen_on_validation():
     assert (k, score) == (1, 1.0)
 
 
+def _softmax_like(rng, labels, k, signal):
+    """(N, k) probabilities that favour each true class by ``signal`` (plus noise)."""
+    logits = rng.normal(size=(len(labels), k)) + signal * np.eye(k)[labels]
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_the_fast_auc_and_acc_match_the_reported_metrics():
+    from core.experiments.ensemble import _acc, _auc, _label_matrix
+
+    rng = np.random.default_rng(3)
+    for task, k in (("binary", 2), ("multi-class", 4)):
+        labels = rng.integers(0, k, 50)
+        p = _softmax_like(rng, labels, k, 1.0)
+        ev = evaluate_predictions(p, labels, task)
+        y = _label_matrix(labels, task, k)
+        assert _auc(p, y, task) == pytest.approx(ev["auc"], abs=1e-12)
+        assert _acc(p, y, task) == pytest.approx(ev["acc"], abs=1e-12)
+    assert _auc(p[:3], _label_matrix(np.array([0, 0, 1]), "multi-class", 4), "multi-class") is None  # classes absent
+
+
+def test_a_steadier_average_within_the_noise_is_preferred():
+    from core.experiments.ensemble import ensemble_within_noise
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    # One strong run and two weaker ones: on these 60 images the strong one alone scores best
+    # (AUC 0.9921), the average of all three a little lower (0.9887), within the noise.
+    runs = [_softmax_like(rng, labels, 2, 2.5)] + [_softmax_like(rng, labels, 2, 0.8) for _ in range(2)]
+    scores = [evaluate_predictions(np.mean(runs[:k], 0), labels, "binary")["auc"] for k in (1, 2, 3)]
+    assert best_ensemble_size(runs, labels, "binary", "val_auc") == (1, pytest.approx(scores[0]))
+    k, score, tolerance = ensemble_within_noise(runs, labels, "binary", "val_auc")
+    assert k == 3 and score == pytest.approx(scores[2]) == pytest.approx(0.98869, abs=1e-5)
+    assert 0 < scores[0] - score <= tolerance < 0.05
+    assert ensemble_within_noise(runs, labels, "binary", "val_auc") == (k, score, tolerance)  # seeded
+    # A second run that ranks everything backwards costs far more than the noise: kept alone.
+    k, score, tolerance = ensemble_within_noise([runs[0], 1 - runs[0]], labels, "binary", "val_auc")
+    assert (k, tolerance) == (1, 0.0) and score == pytest.approx(scores[0])
+
+
+def test_select_best_keeps_an_ensemble_within_its_tolerance():
+    from core.experiments import select_best
+
+    single = {"run_id": "b", "status": "completed", "val_auc": 0.95, "val_acc": 0.9, "trial": {"number": 1}}
+    ens = {"run_id": "e", "status": "completed", "val_auc": 0.94, "val_acc": 0.9,
+           "trial": {"number": 2, "ensemble": True, "tolerance": 0.02}}
+    assert select_best([single, ens])["run_id"] == "e"
+    assert select_best([single, {**ens, "trial": {**ens["trial"], "tolerance": 0.005}}])["run_id"] == "b"
+    assert select_best([single, {**ens, "trial": {"number": 2, "ensemble": True}}])["run_id"] == "b"  # none recorded
+    # A tolerance on a run that is not an ensemble counts for nothing.
+    assert select_best([single, {**ens, "trial": {"number": 2, "tolerance": 0.5}}])["run_id"] == "b"
+
+
 @pytest.fixture(scope="module")
 def ensemble_store(tmp_path_factory):
     """Two trained runs of one dataset folder, a classical-looking and a foreign run, and their
@@ -240,11 +293,12 @@ def test_auto_adds_the_ensemble_that_helps_on_validation(tmp_path):
     rows = member_rows(store, exp)
     ranked = [r["run_id"] for r in sorted(rows, key=lambda r: (-r["val_auc"], -r["val_acc"], r["created"]))]
     # Saved validation probabilities built so that the best two together rank every pair
-    # right (AUC 1.0) while the best alone gets 0.75 and all three 0.875.
-    labels = np.array([0, 1, 0, 1])
+    # right (AUC 1.0) while the best alone gets 0.75 and all three 0.875: on 40 images (the
+    # pattern 10 times) 0.125 is more than the noise, so the third does not join.
+    labels = np.tile([0, 1, 0, 1], 10)
     p1 = {ranked[0]: [0.1, 0.8, 0.6, 0.55], ranked[1]: [0.4, 0.6, 0.1, 0.9], ranked[2]: [0.9, 0.1, 0.8, 0.2]}
     for run_id, p in p1.items():
-        p = np.array(p)
+        p = np.tile(p, 10)
         store.get(run_id).write_predictions(val_scores=np.stack([1 - p, p], 1), val_labels=labels,
                                             test_scores=np.stack([1 - p, p], 1), test_labels=labels)
     added = add_ensemble(store, exp, rows, "val_auc")
@@ -258,6 +312,20 @@ def test_auto_adds_the_ensemble_that_helps_on_validation(tmp_path):
     exp = book.update(exp.id, add_members=added)
     assert add_ensemble(store, exp, member_rows(store, exp), "val_auc") == []
     store.delete(added[0])
-    helper = np.array(p1[ranked[2]])
+    helper = np.tile(p1[ranked[2]], 10)
     store.get(ranked[1]).write_predictions(val_scores=np.stack([1 - helper, helper], 1), val_labels=labels)
     assert add_ensemble(store, exp, member_rows(store, exp), "val_auc") == []
+
+
+def test_the_leaderboard_puts_the_kept_ensemble_first(monkeypatch):
+    from types import SimpleNamespace
+
+    from core.experiments import summary
+
+    rows = [{"run_id": "b", "status": "completed", "val_auc": 0.95, "val_acc": 0.9, "trial": {"number": 1}},
+            {"run_id": "c", "status": "completed", "val_auc": 0.93, "val_acc": 0.9, "trial": {"number": 0}},
+            {"run_id": "e", "status": "completed", "val_auc": 0.94, "val_acc": 0.9,
+             "trial": {"number": 2, "ensemble": True, "tolerance": 0.02}}]
+    monkeypatch.setattr(summary, "member_rows", lambda store, exp: [dict(r) for r in rows])
+    board = summary.leaderboard(None, SimpleNamespace(metric="val_auc"), live=False)
+    assert [(r["rank"], r["run_id"]) for r in board] == [(1, "e"), (2, "b"), (3, "c")]

@@ -1,12 +1,15 @@
-"""Auto's last step: average its best runs when that does better on validation.
+"""Auto's last step: average its best runs when that does as well on validation.
 
 The completed members (trials and final runs) of the best run's image size, ranked by the
 validation metric as :func:`core.experiments.summary.select_best` ranks them, are averaged in
 prefixes (the best 2, the best 3, ...) using the validation probabilities each run saved;
-:func:`core.experiments.ensemble.best_ensemble_size` keeps the smallest prefix with the best
-validation score. If that is more than one run, the ensemble becomes a member run of the
-experiment (:func:`core.experiments.ensemble.create_ensemble_run`) and competes with the single
-runs on validation like any member; nothing reads a test score.
+:func:`core.experiments.ensemble.ensemble_within_noise` keeps the prefix with the best
+validation score, or a longer one whose deficit is within one standard error of that paired
+difference (the steadier choice on a small validation split). If that is more than one run, the
+ensemble becomes a member run of the experiment
+(:func:`core.experiments.ensemble.create_ensemble_run`); its ``experiment_trial.tolerance``
+records that standard error, and :func:`core.experiments.summary.select_best` keeps it over a
+single run that beats it on validation by no more than that. Nothing reads a test score.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def add_ensemble(store: Any, exp: Experiment, rows: list[dict[str, Any]], metric
         better than the best run alone, or an ensemble that could not be built: logged, and
         Auto ends with its best single run).
     """
-    from core.experiments.ensemble import MAX_MEMBERS, best_ensemble_size, create_ensemble_run
+    from core.experiments.ensemble import MAX_MEMBERS, create_ensemble_run, ensemble_within_noise
     from core.limits import current_limits
 
     if any(r.get("model") == "ensemble" for r in rows):
@@ -71,23 +74,26 @@ def add_ensemble(store: Any, exp: Experiment, rows: list[dict[str, Any]], metric
     if len(ids) < 2:
         return []
     task = store.get(ids[0]).meta().get("task") or "multi-class"
-    k, score = best_ensemble_size(scores, labels, task, metric)
+    k, score, tolerance = ensemble_within_noise(scores, labels, task, metric)
     if k < 2:
-        logger.info("Auto on %s: no average of its best runs beats the best run on validation", exp.dataset)
+        logger.info("Auto on %s: no average of its best runs does as well as the best run on validation", exp.dataset)
         return []
     numbers = {r["run_id"]: (r.get("trial") or {}).get("number") for r in rows}
     members = [numbers.get(i) for i in ids[:k]]
     which = (f"trials {', '.join(str(n) for n in members)}" if all(isinstance(n, int) for n in members)
              else f"runs {', '.join(ids[:k])}")
+    why = f", within one standard error ({tolerance:.3f}) of the best on validation" if tolerance else ""
     marks = {"experiment": exp.id, "experiment_kind": exp.kind,
-             "experiment_label": f"ensemble: the average of the {k} best runs on validation ({which})",
+             "experiment_label": f"ensemble: the average of the {k} best runs on validation ({which}){why}",
              "experiment_settings": {}, "experiment_item": None, "experiment_variant": None,
-             "experiment_trial": {"number": len(rows), "params": {}, "ensemble": True, "members": members}}
+             "experiment_trial": {"number": len(rows), "params": {}, "ensemble": True, "members": members,
+                                    "tolerance": round(tolerance, 6)}}
     try:
         run = create_ensemble_run(store, ids[:k], name=f"{exp.name} · ensemble of {k}"[:200], owner=exp.owner,
                                   marks=marks, data_dir=exp.plan.get("data_dir"))
     except (StudioError, OSError, RuntimeError, ValueError) as exc:
         logger.warning("Auto on %s: the ensemble of its %d best runs could not be built (%s)", exp.dataset, k, exc)
         return []
-    logger.info("Auto on %s: ensemble of %d runs, val %s %.4f", exp.dataset, k, metric, score or float("nan"))
+    logger.info("Auto on %s: ensemble of %d runs, val %s %.4f (tolerance %.4f)", exp.dataset, k, metric,
+                score or float("nan"), tolerance)
     return [run.id]

@@ -19,7 +19,8 @@ _OTHER = {"val_auc": "val_acc", "val_acc": "val_auc"}
 
 
 def leaderboard(store: Any, exp: Experiment, live: bool = True) -> list[dict[str, Any]]:
-    """The members ranked by the validation metric, best first.
+    """The members ranked by the validation metric, best first (the run :func:`select_best`
+    keeps is first, even when it is an ensemble a little below a single run).
 
     Args:
         store: the run store.
@@ -42,6 +43,10 @@ def leaderboard(store: Any, exp: Experiment, live: bool = True) -> list[dict[str
             score = best_so_far(store, row["run_id"], metric)
         row["score"] = score
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), -(r.get(_OTHER[metric]) or 0.0), r["run_id"]))
+    chosen = select_best(rows, metric)
+    if chosen is not None and _tolerance(chosen) > 0:  # an ensemble kept within the noise goes
+        rows.remove(chosen)                            # before the single runs it was kept over
+        rows.insert(next((i for i, r in enumerate(rows) if r.get("status") == "completed"), len(rows)), chosen)
     for i, row in enumerate(rows, 1):
         row["rank"] = i if row["score"] is not None else None
     return rows
@@ -49,7 +54,8 @@ def leaderboard(store: Any, exp: Experiment, live: bool = True) -> list[dict[str
 
 def select_best(rows: Iterable[Mapping[str, Any]], metric: str = "val_auc") -> Mapping[str, Any] | None:
     """The completed run with the highest validation ``metric`` (ties: the other validation
-    metric, then the earlier run). Test columns are never looked at.
+    metric, then the earlier run), or an ensemble of Auto's within its recorded tolerance of
+    that score (see :func:`_tolerance`). Test columns are never looked at.
 
     Returns:
         The row, or None when no member has completed with a validation score.
@@ -59,11 +65,23 @@ def select_best(rows: Iterable[Mapping[str, Any]], metric: str = "val_auc") -> M
     if not done:
         return None
 
-    def key(r: Mapping[str, Any]) -> tuple:
-        main = r.get(metric) if r.get(metric) is not None else r.get(other)
-        return (main, r.get(other) if r.get(other) is not None else -1.0, _neg_id(r["run_id"]))
+    def main(r: Mapping[str, Any]) -> float:
+        return r.get(metric) if r.get(metric) is not None else r.get(other)
 
-    return max(done, key=key)
+    def key(r: Mapping[str, Any]) -> tuple:
+        return (main(r), r.get(other) if r.get(other) is not None else -1.0, _neg_id(r["run_id"]))
+
+    best = max(done, key=key)
+    steady = [r for r in done if _tolerance(r) > 0 and main(r) >= main(best) - _tolerance(r)]
+    return max(steady, key=key) if steady else best
+
+
+def _tolerance(row: Mapping[str, Any]) -> float:
+    """How far below the best single run's validation score an ensemble member may be and still
+    be kept (Auto's one-standard-error rule, :func:`core.experiments.ensemble.ensemble_within_noise`)."""
+    trial = row.get("trial")
+    value = trial.get("tolerance") if isinstance(trial, Mapping) and trial.get("ensemble") else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else 0.0
 
 
 def best_curve(rows: Iterable[Mapping[str, Any]], started: str | None, metric: str = "val_auc") -> list[dict[str, Any]]:
