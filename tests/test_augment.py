@@ -22,11 +22,11 @@ def gen(seed: int) -> torch.Generator:
 
 
 def test_presets_and_descriptions():
-    assert AUGMENT_PRESETS == ("none", "light", "flipshift", "medvcnn", "snet")
+    assert AUGMENT_PRESETS == ("none", "light", "flipshift", "turns", "medvcnn", "snet")
     for name in AUGMENT_PRESETS:
         assert describe_augment(name) and "\n" not in describe_augment(name)
     assert "15 degrees" in describe_augment("snet") and "zoom 20 %" in describe_augment("snet")
-    with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; choose one of none, light, flipshift, medvcnn, snet"):
+    with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; choose one of none, light, flipshift, turns, medvcnn, snet"):
         augment_batch(batch(), "heavy")
 
 

@@ -24,7 +24,7 @@ def add_commands(sub) -> None:
     t.add_argument("--batch-size", type=positive_int)
     t.add_argument("--optimizer")
     t.add_argument("--schedule")
-    t.add_argument("--augment", help="none, light, flipshift, medvcnn or snet")
+    t.add_argument("--augment", help="none, light, flipshift, turns, medvcnn or snet")
     t.add_argument("--max-minutes", type=number, help="stop after this many minutes of training")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--precision", help="auto (bf16 on CUDA and on a CPU with native bf16 units, fp32 "

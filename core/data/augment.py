@@ -78,6 +78,13 @@ _PRESETS = {
         description="Flip and shift: random left-right flip and a shift of up to 7 % (2 pixels at 28 px), "
                     "exact, with no blur",
     ),
+    # For images with no up, down, left or right (cells, tissue, dermoscopy): every turn and
+    # mirror image of the square, all exact pixel moves, plus the whole-pixel shift.
+    "turns": AugmentSpec(
+        hflip=0.5, vflip=0.5, quarter_turns=True, pixel_shift=0.07,
+        description="Turns, flips and shift: any quarter turn, mirror images and a shift of up to 7 %, exact, "
+                    "for images with no up or down (cells, tissue)",
+    ),
     # Seed 000, Table 1: flips, 45/90 degree rotations, translation "(16.2, 5.5)"; our reading
     # of the latter is a shift of up to 16.2 % across and 5.5 % down.
     "medvcnn": AugmentSpec(

@@ -89,19 +89,16 @@ def check_mirroring(images: Any, labels: Any, seed: int = 0, max_images: int = M
     if len(classes) < 2 or counts.min() < _FOLDS:
         return MirrorCheck(False, skipped=f"fewer than {_FOLDS} training images in a class")
     rng = np.random.default_rng(seed)
-    pick = _stratified_sample(labels, max_images, rng)
-    x = _as_float_images(images, pick)
+    pick = stratified_sample(labels, max_images, rng)
+    x = thumbnails(images, pick)
     y = labels[pick]
-    plain, mirrored = _features(x), _features(x[..., ::-1])
-    right_plain, right_mirrored = _cross_validate(plain, mirrored, y, rng)
-    diff = right_plain.astype(np.float64) - right_mirrored
-    drop = float(diff.mean())
-    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.inf
-    changes = drop >= MIN_DROP and (se == 0 or drop / se >= MIN_Z)
+    plain, mirrored = orientation_features(x), orientation_features(x[..., ::-1])
+    right_plain, right_mirrored = cross_validate_with_copies(plain, mirrored, y, rng)
+    changes = clearly_worse(*paired_drop(right_plain, right_mirrored))
     return MirrorCheck(bool(changes), float(right_plain.mean()), float(right_mirrored.mean()), int(len(y)))
 
 
-def _stratified_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def stratified_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     if len(labels) <= n:
         return np.arange(len(labels))
     picked = []
@@ -112,7 +109,7 @@ def _stratified_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> 
     return np.sort(np.concatenate(picked))
 
 
-def _as_float_images(images: Any, pick: np.ndarray) -> np.ndarray:
+def thumbnails(images: Any, pick: np.ndarray) -> np.ndarray:
     """(n, 32, 32) grayscale floats in 0-1 (area-averaged; channels averaged)."""
     import torch
     import torch.nn.functional as F
@@ -128,7 +125,7 @@ def _as_float_images(images: Any, pick: np.ndarray) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def _features(x: np.ndarray) -> np.ndarray:
+def orientation_features(x: np.ndarray) -> np.ndarray:
     """Orientation histograms (whole image and 2x2 cells, weighted by gradient strength)
     and an 8x8 thumbnail: what a mirror image changes (slants and sides), nothing learned."""
     n = len(x)
@@ -153,19 +150,33 @@ def _features(x: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def _cross_validate(plain: np.ndarray, mirrored: np.ndarray, y: np.ndarray,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per held-out image: right (1) or wrong (0), taught without and with mirror images."""
+def cross_validate_with_copies(plain: np.ndarray, copies: np.ndarray, y: np.ndarray,
+                               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per held-out image: right (1) or wrong (0), taught without and with the transformed
+    copies (``copies[i]``: the features of a transformed image ``i``, with its label kept).
+    Both are scored on the held-out images as they are."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.model_selection import StratifiedKFold
 
     right_plain = np.zeros(len(y), dtype=np.int8)
-    right_mirrored = np.zeros(len(y), dtype=np.int8)
+    right_copied = np.zeros(len(y), dtype=np.int8)
     folds = StratifiedKFold(n_splits=_FOLDS, shuffle=True, random_state=int(rng.integers(2**31)))
     for train, held in folds.split(plain, y):
-        for with_mirrors, right in ((False, right_plain), (True, right_mirrored)):
-            x_fit = np.concatenate([plain[train], mirrored[train]]) if with_mirrors else plain[train]
-            y_fit = np.concatenate([y[train], y[train]]) if with_mirrors else y[train]
+        for with_copies, right in ((False, right_plain), (True, right_copied)):
+            x_fit = np.concatenate([plain[train], copies[train]]) if with_copies else plain[train]
+            y_fit = np.concatenate([y[train], y[train]]) if with_copies else y[train]
             clf = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x_fit, y_fit)
             right[held] = clf.predict(plain[held]) == y[held]
-    return right_plain, right_mirrored
+    return right_plain, right_copied
+
+
+def paired_drop(right_plain: np.ndarray, right_copied: np.ndarray) -> tuple[float, float]:
+    """Mean accuracy lost by teaching with the copies, and its standard error (paired)."""
+    diff = right_plain.astype(np.float64) - right_copied
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.inf
+    return float(diff.mean()), se
+
+
+def clearly_worse(drop: float, se: float) -> bool:
+    """Whether a drop counts as a change of class: at least MIN_DROP and MIN_Z standard errors."""
+    return drop >= MIN_DROP and (se == 0 or drop / se >= MIN_Z)

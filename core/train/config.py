@@ -83,6 +83,10 @@ class TrainConfig:
     # Before mirroring, check on the training images that a mirror image keeps its class
     # (core.data.mirror_check); False trusts the recipe's flips without looking.
     mirror_check: bool = True
+    # With the ``flipshift`` augmentation: check on the training images whether they have an up
+    # and a down (core.data.turn_check); when they do not, train on every turn and mirror
+    # image instead (the ``turns`` preset). The default recipe turns it on.
+    turn_check: bool = False
     seed: int = 0
     # Seed of a folder's train/val/test split when it has no split of its own; None: ``seed``.
     # Runs that differ only in their weights (Auto's final runs) share one split this way.

@@ -38,9 +38,10 @@ _add(Recipe(
     "Fast and dependable on a CPU: AdamW with a one-cycle schedule, left-right flips and small shifts, "
     "label smoothing, an average of the recent weights, the epoch with the best validation AUC kept, "
     "test-time flips (no flips when a check on the training images finds that a mirror image changes "
-    "the class).",
+    "the class; every turn as well when a check finds the images have no up or down).",
     dict(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_size=0, epochs=30, schedule="onecycle",
-         loss="auto", label_smoothing=0.05, augment="flipshift", monitor="val_auc", tta=True, ema=0.99),
+         loss="auto", label_smoothing=0.05, augment="flipshift", monitor="val_auc", tta=True, ema=0.99,
+         turn_check=True),
 ))
 _add(Recipe(
     "medmnist", "MedMNIST v2 benchmark (Yang et al. 2023)",
@@ -100,7 +101,7 @@ _add(Recipe(
 # description (optimiser, schedule, ...) beside it in a help tooltip.
 SUMMARIES: dict[str, str] = {
     "default": "Learns fast, sees slightly shifted and mirrored copies of the training images (unless mirroring "
-               "would change what they show), checks itself on held-back images after every round and keeps its "
+               "would change what they show; turned copies too when the images have no up or down), checks itself on held-back images after every round and keeps its "
                "best version.",
     "medmnist": "The recipe the MedMNIST benchmark used: a long, steady training on the images as they are, "
                 "keeping the version that did best on held-back images.",

@@ -46,6 +46,24 @@ def _laterality(cfg: TrainConfig, data) -> tuple[Any, Any]:
     return side, check
 
 
+def _turns(cfg: TrainConfig, data) -> tuple[TrainConfig, Any]:
+    """``flipshift`` becomes ``turns`` when the training images have no up or down
+    (core.data.turn_check); the check (or None when it was not asked for) comes back too.
+
+    Only for a run that may mirror (turns include mirror images) and that asked for the check
+    (``turn_check``, on in the default recipe). The run's checkpoint records the augmentation
+    it used; params.json keeps what was asked.
+    """
+    import dataclasses
+
+    from core.data.turn_check import check_turns
+
+    if not (cfg.turn_check and cfg.mirror and cfg.augment == "flipshift"):
+        return cfg, None
+    check = check_turns(data.images["train"], data.labels["train"], seed=cfg.seed)
+    return (dataclasses.replace(cfg, augment="turns") if check.allows_turns else cfg), check
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so a CPU run repeats exactly."""
     random.seed(seed)
@@ -130,6 +148,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
     side, mirror_check = _laterality(cfg, data)
     if side.side_matters:
         cfg = dataclasses.replace(cfg, mirror=False, tta=False)
+    cfg, turn_check = _turns(cfg, data)
     # What the training images look like, so Classify can warn about uploads unlike them.
     train_stats = training_image_stats(data.images["train"])
     # A recipe that leaves the batch to the data (the default) gets it now that the number of
@@ -164,6 +183,7 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
                       precision=training_precision(device, cfg.precision),
                       laterality=side.to_dict(), train_stats=train_stats,
                       mirror_check=mirror_check.to_dict() if mirror_check is not None else None,
+                      turn_check=turn_check.to_dict() if turn_check is not None else None,
                       batch_plan=plan.to_dict() if plan is not None else None)
 
     tracker = _ProgressTracker(run, store, cfg, progress)
