@@ -104,6 +104,7 @@ def advanced(base, spec: str, size: int, model_supports_pretrained: bool) -> dic
     """The settings, starting from the recipe's values; returns only what the person changed."""
     from core.data import AUGMENT_PRESETS, describe_augment
     from core.train.config import LOSSES, MAX_BATCH, MAX_EPOCHS, OPTIMIZERS, SCHEDULES
+    from studio.recipe_choices import TURNS_CAPTION
 
     v = {}
     with st.expander("Advanced settings", icon=":material/tune:"):
@@ -167,6 +168,8 @@ def advanced(base, spec: str, size: int, model_supports_pretrained: bool) -> dic
                                     format_func=describe_augment,
                                     help="Random changes to the training images (flips, rotations, shifts) so "
                                          "the model learns what matters, not where it sits in the picture.")
+        if v["augment"] == "flipshift" and base.turn_check:
+            st.caption(TURNS_CAPTION)
         if v["augment"] != "none":
             with ui.guard("previewing the augmentation"):
                 augment_preview(spec, size, v["augment"])
@@ -265,6 +268,8 @@ def run_panel(store, row: dict) -> None:
             st.progress(min(1.0, float(meta.get("progress") or 0.0)), text=outcome.progress_text(meta, epochs))
         elif status == "queued":
             st.caption("Waiting for its turn: runs train one at a time on this machine.")
+        if status in ("running", "completed") and (turns := outcome.turns_text(meta)):
+            st.caption(md_escape(turns))
         elif status == "completed":
             st.success(outcome.finished_text(meta, row, classical))  # ... and why it stopped
             outcome.show_verdict(outcome.verdict_for(run_id))  # near chance / below the quick baseline

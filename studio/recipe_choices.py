@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+TURNS_CAPTION = ("Before training, a quick check on the training images decides whether they have an up and a "
+                 "down; when they have none (cells, tissue), the model also sees them turned and upside down. "
+                 "The run's details say what the check found.")
+
 
 def batch_caption(settings, n_train: int | None) -> int:
     """Say which batch the recipe chose when it leaves the batch to the data.

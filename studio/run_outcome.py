@@ -82,3 +82,14 @@ def cancelled_text(meta: Mapping[str, Any]) -> str:
     """The cancelled card's sentence, with the epoch it reached."""
     why = why_stopped({**meta, "status": "cancelled"}) or "Cancelled."
     return f"{why} Press Resume to continue it."
+
+
+def turns_text(meta: Mapping[str, Any]) -> str | None:
+    """What the default recipe's turn check decided (core.data.turn_check), or None when the
+    run made no such check."""
+    check = meta.get("turn_check")
+    if not isinstance(check, Mapping) or check.get("skipped") or not check.get("summary"):
+        return None
+    used = ("Trained on turned and upside-down copies too" if check.get("allows_turns")
+            else "Trained without turned copies")
+    return f"{used}: {check['summary']}."

@@ -99,6 +99,18 @@ def test_progress_and_finished_texts():
         "Cancelled after epoch 2 of 10. Press Resume to continue it."
 
 
+def test_the_card_says_what_the_turn_check_decided():
+    from studio.run_outcome import turns_text
+
+    summary = "the images look the same turned: a simple classifier told turned images from upright ones 67% of the time"
+    assert turns_text({"turn_check": {"allows_turns": True, "summary": summary, "skipped": ""}}) == \
+        f"Trained on turned and upside-down copies too: {summary}."
+    assert turns_text({"turn_check": {"allows_turns": False, "summary": "the images have an up and a down: x",
+                                      "skipped": ""}}) == "Trained without turned copies: the images have an up and a down: x."
+    assert turns_text({"turn_check": {"allows_turns": False, "summary": "s", "skipped": "multi-label data"}}) is None
+    assert turns_text({}) is None and turns_text({"turn_check": "junk"}) is None
+
+
 def test_queue_line_counts_queued_runs_as_waiting():
     from studio.labels import queue_text
 

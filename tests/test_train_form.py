@@ -160,3 +160,12 @@ def test_the_page_says_when_training_computes_in_bf16(data, monkeypatch, native)
                         "faster with the same accuracy."]
     else:
         assert said == []
+
+
+def test_the_page_says_the_default_may_train_on_turns(data):
+    from studio.recipe_choices import TURNS_CAPTION
+
+    at = train_page()
+    no_failure(at)
+    assert [c.value for c in at.caption if c.value == TURNS_CAPTION] == [TURNS_CAPTION]
+    assert "no up and down" not in TURNS_CAPTION and "upside down" in TURNS_CAPTION
