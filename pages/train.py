@@ -268,8 +268,6 @@ def run_panel(store, row: dict) -> None:
             st.progress(min(1.0, float(meta.get("progress") or 0.0)), text=outcome.progress_text(meta, epochs))
         elif status == "queued":
             st.caption("Waiting for its turn: runs train one at a time on this machine.")
-        if status in ("running", "completed") and (turns := outcome.turns_text(meta)):
-            st.caption(md_escape(turns))
         elif status == "completed":
             st.success(outcome.finished_text(meta, row, classical))  # ... and why it stopped
             outcome.show_verdict(outcome.verdict_for(run_id))  # near chance / below the quick baseline
@@ -285,6 +283,8 @@ def run_panel(store, row: dict) -> None:
             st.error(md_escape(ui.sentence(meta.get("error") or f"The run is {status}.")))
         elif status == "cancelled":
             st.info(outcome.cancelled_text(meta))
+        if status in ("running", "completed") and (turns := outcome.turns_text(meta)):
+            st.caption(md_escape(turns))
         last, figure, steps = epoch_view(str(run.dir), ui.file_stamp(run.metrics_path))
         if status == "running" and steps is not None:
             st.plotly_chart(steps, key=f"steps-{run_id}")
