@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.data.mirror_check import check_mirroring, draw_sample
 from core.data.turn_check import MAX_TELL, check_turns, turned
 from test_mirror_check import _stripes, _train, _write_folder
 
@@ -81,16 +82,33 @@ def test_only_flipshift_with_the_check_asked_and_mirroring_allowed_becomes_turns
     images, labels = _cells(40, upright=False)
     data = dataclasses.make_dataclass("D", ["images", "labels"])({"train": images}, {"train": labels})
     cfg = dataclasses.replace(make_config("x", "medvcnn", "default"), **change)
-    out, check = _turns(cfg, data)
+    out, check = _turns(cfg, data, lambda: draw_sample(images, labels, seed=cfg.seed))
     assert (check is not None) is asked
     assert out.augment == ("turns" if asked else cfg.augment)
     assert dataclasses.replace(out, augment=cfg.augment) == cfg  # nothing else changes
 
 
-def test_a_default_run_on_images_with_no_up_trains_on_turns(tmp_path):
+def test_both_checks_give_the_same_answer_from_a_sample_drawn_once():
+    images, labels = _cells(40, upright=False)
+    sample = draw_sample(images, labels, seed=3)
+    assert sample.x.shape == (80, 32, 32) and sample.skipped == ""
+    assert check_turns(images, labels, seed=3, sample=sample) == check_turns(images, labels, seed=3)
+    assert check_mirroring(images, labels, seed=3, sample=sample) == check_mirroring(images, labels, seed=3)
+    assert check_turns(images, labels, seed=3, sample=sample) == check_turns(images, labels, seed=3, sample=sample)
+    assert draw_sample(images, np.zeros((80, 3)), seed=3).skipped == "multi-label data"
+
+
+def test_a_default_run_on_images_with_no_up_trains_on_turns(tmp_path, monkeypatch):
+    import core.data.mirror_check as mirror_check
+
+    draws = []
+    real_draw = mirror_check.draw_sample
+    monkeypatch.setattr(mirror_check, "draw_sample", lambda *a, **k: draws.append(1) or real_draw(*a, **k))
     images, labels = _cells(36, upright=False)
     folder = _write_folder(tmp_path / "cells", images, labels, ["small", "large"])
     run = _train(folder, tmp_path / "runs")
+    assert len(draws) == 1, "the mirror and turn checks share one sample of the training images"
+    assert run.meta()["mirror_check"]["images"] == 48
     meta = run.meta()
     assert meta["turn_check"]["allows_turns"] is True and meta["turn_check"]["images"] == 48
     assert meta["turn_check"]["summary"].startswith("the images look the same turned")

@@ -69,33 +69,80 @@ class MirrorCheck:
                 "summary": self.summary()}
 
 
-def check_mirroring(images: Any, labels: Any, seed: int = 0, max_images: int = MAX_IMAGES) -> MirrorCheck:
-    """Whether left-right mirroring changes the class of these images.
+@dataclass(frozen=True)
+class CheckSample:
+    """The training images the image checks look at, drawn once for a run and read by each.
+
+    The mirror check (here) and the turn check (:mod:`core.data.turn_check`) ask their
+    questions of the same thumbnails; drawing them once saves the second pass over the images.
+
+    Attributes:
+        x: (n, 32, 32) grayscale thumbnails in 0-1, or None when ``skipped``.
+        y: their class indices.
+        plain: their :func:`orientation_features`.
+        skipped: why no sample could be drawn (multi-label data, too few images in a class), else ``""``.
+    """
+
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    plain: np.ndarray | None = None
+    skipped: str = ""
+    rng_state: dict | None = None  # the generator's state just after the draw
+
+    def rng(self) -> np.random.Generator:
+        """A fresh generator that goes on from the draw: each check gets the same numbers as if it
+        had drawn the sample itself."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng_state
+        return rng
+
+
+def draw_sample(images: Any, labels: Any, seed: int = 0, max_images: int = MAX_IMAGES) -> CheckSample:
+    """A stratified sample of at most ``max_images`` training images, as thumbnails and features.
 
     Args:
         images: uint8 (N, C, H, W) training images (a tensor, an array, or anything indexable
             by an index array that gives one, such as :class:`core.data.ondisk.DiskImages`).
-        labels: int (N,) class indices; 2-D (multi-label) labels are not checked.
-        seed: picks the sample and the folds.
+        labels: int (N,) class indices; 2-D (multi-label) labels are not sampled.
+        seed: picks the sample; the checks' folds and copies go on from the same generator.
         max_images: the most images looked at.
+
+    Returns:
+        A :class:`CheckSample`, with ``skipped`` set when the images cannot be checked.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        return CheckSample(skipped="multi-label data")
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2 or counts.min() < _FOLDS:
+        return CheckSample(skipped=f"fewer than {_FOLDS} training images in a class")
+    rng = np.random.default_rng(seed)
+    pick = stratified_sample(labels, max_images, rng)
+    x = thumbnails(images, pick)
+    return CheckSample(x, labels[pick], orientation_features(x), rng_state=rng.bit_generator.state)
+
+
+def check_mirroring(images: Any, labels: Any, seed: int = 0, max_images: int = MAX_IMAGES,
+                    sample: CheckSample | None = None) -> MirrorCheck:
+    """Whether left-right mirroring changes the class of these images.
+
+    Args:
+        images, labels, seed, max_images: as :func:`draw_sample` takes them.
+        sample: the sample already drawn from these images with this seed (see
+            :func:`draw_sample`); drawn here when None.
 
     Returns:
         A :class:`MirrorCheck`; ``changes_class`` is False whenever the check could not be made.
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        return MirrorCheck(False, skipped="multi-label data")
-    classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) < 2 or counts.min() < _FOLDS:
-        return MirrorCheck(False, skipped=f"fewer than {_FOLDS} training images in a class")
-    rng = np.random.default_rng(seed)
-    pick = stratified_sample(labels, max_images, rng)
-    x = thumbnails(images, pick)
-    y = labels[pick]
-    plain, mirrored = orientation_features(x), orientation_features(x[..., ::-1])
-    right_plain, right_mirrored = cross_validate_with_copies(plain, mirrored, y, rng)
+    if sample is None:
+        sample = draw_sample(images, labels, seed, max_images)
+    if sample.skipped:
+        return MirrorCheck(False, skipped=sample.skipped)
+    rng = sample.rng()
+    right_plain, right_mirrored = cross_validate_with_copies(sample.plain, orientation_features(sample.x[..., ::-1]),
+                                                             sample.y, rng)
     changes = clearly_worse(*paired_drop(right_plain, right_mirrored))
-    return MirrorCheck(bool(changes), float(right_plain.mean()), float(right_mirrored.mean()), int(len(y)))
+    return MirrorCheck(bool(changes), float(right_plain.mean()), float(right_mirrored.mean()), int(len(sample.y)))
 
 
 def stratified_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from core.data.mirror_check import (MAX_IMAGES, clearly_worse, cross_validate_with_copies, orientation_features,
-                                    paired_drop, stratified_sample, thumbnails)
+from core.data.mirror_check import (MAX_IMAGES, CheckSample, clearly_worse, cross_validate_with_copies, draw_sample,
+                                    orientation_features, paired_drop)
 
 #: Telling turned images from upright ones at least this often means the images have an up.
 #: Measured (BENCHMARKS.md): bloodmnist 0.70, a generated stripe set 0.49; breastmnist 1.00.
@@ -94,15 +94,14 @@ def turned(x: np.ndarray, which: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_turns(images: Any, labels: Any, seed: int = 0, max_images: int = MAX_IMAGES) -> TurnCheck:
+def check_turns(images: Any, labels: Any, seed: int = 0, max_images: int = MAX_IMAGES,
+                sample: CheckSample | None = None) -> TurnCheck:
     """Whether these training images may be turned and flipped every way in training.
 
     Args:
-        images: uint8 (N, C, H, W) training images (a tensor, an array, or anything indexable
-            by an index array that gives one, such as :class:`core.data.ondisk.DiskImages`).
-        labels: int (N,) class indices; 2-D (multi-label) labels are not checked.
-        seed: picks the sample, the turns and the folds.
-        max_images: the most images looked at.
+        images, labels, seed, max_images: as :func:`core.data.mirror_check.draw_sample` takes them.
+        sample: the sample already drawn from these images with this seed (the mirror check's);
+            drawn here when None.
 
     Returns:
         A :class:`TurnCheck`; ``allows_turns`` is False whenever the check could not be made.
@@ -110,20 +109,15 @@ def check_turns(images: Any, labels: Any, seed: int = 0, max_images: int = MAX_I
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        return TurnCheck(False, skipped="multi-label data")
     shape = tuple(images.shape)
-    if len(shape) != 4 or shape[2] != shape[3]:
+    if np.asarray(labels).ndim == 1 and (len(shape) != 4 or shape[2] != shape[3]):
         return TurnCheck(False, skipped="the images are not square")
-    classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) < 2 or counts.min() < _FOLDS:
-        return TurnCheck(False, skipped=f"fewer than {_FOLDS} training images in a class")
-    rng = np.random.default_rng(seed)
-    pick = stratified_sample(labels, max_images, rng)
-    x = thumbnails(images, pick)
-    y = labels[pick]
-    plain = orientation_features(x)
+    if sample is None:
+        sample = draw_sample(images, labels, seed, max_images)
+    if sample.skipped:
+        return TurnCheck(False, skipped=sample.skipped)
+    rng = sample.rng()
+    x, y, plain = sample.x, sample.y, sample.plain
     copies = orientation_features(turned(x, rng.integers(0, 6, size=len(x))))
     # 1. Upright or not: each image shown once, as it is or turned, never both.
     shown_turned = rng.permutation(len(x)) < len(x) // 2

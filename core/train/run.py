@@ -25,12 +25,12 @@ CHECKPOINT_FORMAT = "studio-checkpoint-v1"
 META_EVERY_SECONDS = 1.0  # progress in meta.json is refreshed at most this often
 
 
-def _laterality(cfg: TrainConfig, data) -> tuple[Any, Any]:
+def _laterality(cfg: TrainConfig, data, sample: Callable[[], Any]) -> tuple[Any, Any]:
     """Whether this run may mirror its images, and the image check that decided it (or None).
 
     The class names and the person's mark come first (core.data.laterality); when neither
     settles it and the recipe would mirror (flips or turns, or test-time flips), the training
-    images are checked (core.data.mirror_check).
+    images are checked (core.data.mirror_check); ``sample()`` gives the checks' shared sample.
     """
     from core.data.augment import augment_spec, without_mirroring
     from core.data.laterality import Laterality, dataset_laterality
@@ -40,13 +40,13 @@ def _laterality(cfg: TrainConfig, data) -> tuple[Any, Any]:
     would_mirror = cfg.mirror and (cfg.tta or without_mirroring(cfg.augment) != augment_spec(cfg.augment))
     if side.side_matters or side.source == "marked" or not would_mirror or not cfg.mirror_check:
         return side, None
-    check = check_mirroring(data.images["train"], data.labels["train"], seed=cfg.seed)
+    check = check_mirroring(data.images["train"], data.labels["train"], seed=cfg.seed, sample=sample())
     if check.changes_class:
         side = Laterality(True, "images", note=check.summary())
     return side, check
 
 
-def _turns(cfg: TrainConfig, data) -> tuple[TrainConfig, Any]:
+def _turns(cfg: TrainConfig, data, sample: Callable[[], Any]) -> tuple[TrainConfig, Any]:
     """``flipshift`` becomes ``turns`` when the training images have no up or down
     (core.data.turn_check); the check (or None when it was not asked for) comes back too.
 
@@ -60,7 +60,7 @@ def _turns(cfg: TrainConfig, data) -> tuple[TrainConfig, Any]:
 
     if not (cfg.turn_check and cfg.mirror and cfg.augment == "flipshift"):
         return cfg, None
-    check = check_turns(data.images["train"], data.labels["train"], seed=cfg.seed)
+    check = check_turns(data.images["train"], data.labels["train"], seed=cfg.seed, sample=sample())
     return (dataclasses.replace(cfg, augment="turns") if check.allows_turns else cfg), check
 
 
@@ -125,9 +125,11 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
         records with the finishing time. Training never writes the run's status or times.
     """
     import dataclasses
+    import functools
 
     from core.data import class_weights as compute_class_weights
     from core.data import load_dataset
+    from core.data.mirror_check import draw_sample
     from core.fit_check import training_image_stats
     from core.models import create_model, list_classical, model_info
 
@@ -145,10 +147,12 @@ def run_training(run, store, progress: Callable[[dict], None] | None = None,
 
     # Left and right: data whose classes name a side is never mirrored, neither by the
     # augmentation nor by test-time flips (core.data.laterality); the checkpoint says so.
-    side, mirror_check = _laterality(cfg, data)
+    # The mirror and turn checks read one sample of the training images, drawn when first needed.
+    sample = functools.cache(lambda: draw_sample(data.images["train"], data.labels["train"], seed=cfg.seed))
+    side, mirror_check = _laterality(cfg, data, sample)
     if side.side_matters:
         cfg = dataclasses.replace(cfg, mirror=False, tta=False)
-    cfg, turn_check = _turns(cfg, data)
+    cfg, turn_check = _turns(cfg, data, sample)
     # What the training images look like, so Classify can warn about uploads unlike them.
     train_stats = training_image_stats(data.images["train"])
     # A recipe that leaves the batch to the data (the default) gets it now that the number of
