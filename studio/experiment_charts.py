@@ -30,15 +30,18 @@ def _show(value: Any) -> str:
 
 def settings_text(row: Mapping[str, Any]) -> str:
     """A run's varied settings as ``arch=medvcnn@28 lr=0.003`` (its label when it has none);
-    Auto's final run says so first (``final (trial 3's settings): ...``)."""
+    Auto's final run says so first (``final (trial 3's settings): ...``, or ``final (trial 0's
+    settings, the default kept over trial 3): ...`` when trial 3 won on validation by less than
+    its noise)."""
     settings = row.get("settings") or {}
     if not settings:
         return str(row.get("label") or "")
     text = " ".join(f"{k}={_show(v)}" for k, v in settings.items())
     trial = row.get("trial")
     if isinstance(trial, dict) and trial.get("final"):
-        source = trial.get("from_trial")
-        text = (f"final (trial {source}'s settings): " if isinstance(source, int) else "final: ") + text
+        source, kept = trial.get("from_trial"), trial.get("default_kept")
+        over = f", the default kept over trial {kept.get('over')}" if isinstance(kept, dict) else ""
+        text = (f"final (trial {source}'s settings{over}): " if isinstance(source, int) else "final: ") + text
     return text
 
 

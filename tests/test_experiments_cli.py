@@ -95,16 +95,21 @@ def test_auto_command_selects_on_validation(folder, tmp_path, capsys, fake_execu
     store = RunStore(runs)
     exp = ExperimentBook(store).get(list_experiments(store)[0]["exp_id"])
     rows = [r for r in leaderboard(store, exp) if r["status"] == "completed"]
-    # up to 4 search trials, then the final runs: the best trial's settings for the rest of the
-    # budget, again from other initial weights (the same split) while a run fits in what is left
+    # up to 4 search trials, then the final runs: the best trial's settings (trial 0's, the
+    # default, when the best beat it by less than its noise) for the rest of the budget, again
+    # from other initial weights (the same split) while a run fits in what is left
     finals = [store.get(m).params() for m in exp.members if store.get(m).params()["experiment_trial"].get("final")]
     assert 1 <= len(finals) <= 4 and len(exp.members) <= 4 + 4
     trials = [r for r in rows if not r["trial"].get("final")]
     assert 2 <= len(trials) <= 4
     best_trial = max(trials, key=lambda r: (r["val_auc"], -r["trial"]["number"]))
+    kept = finals[0]["experiment_trial"].get("default_kept")
+    source = next(r for r in trials if r["trial"]["number"] == 0) if kept else best_trial
+    if kept:
+        assert kept["over"] == best_trial["trial"]["number"] != 0 and kept["margin"] <= kept["tolerance"]
     for k, final in enumerate(finals):
-        assert final["experiment_trial"]["from_trial"] == best_trial["trial"]["number"]
-        assert final["experiment_trial"]["params"] == best_trial["trial"]["params"]
+        assert final["experiment_trial"]["from_trial"] == source["trial"]["number"]
+        assert final["experiment_trial"]["params"] == source["trial"]["params"]
         assert (final["config"]["seed"], final["config"]["split_seed"]) == (k, 0)
         assert final["config"]["epochs"] == 300 and 0 < final["config"]["max_minutes"] < 1
     best = _best_line(out)

@@ -328,6 +328,9 @@ def test_the_leaderboard_names_autos_final_run():
     assert settings_text({"settings": settings, "trial": {"number": 2, "params": settings}}) == "arch=medvcnn@28 lr=0.003"
     assert settings_text({"settings": settings, "trial": {"number": 5, "final": True, "from_trial": 3}}) == \
         "final (trial 3's settings): arch=medvcnn@28 lr=0.003"
+    kept = {"number": 6, "final": True, "from_trial": 0, "default_kept": {"over": 3, "margin": 1e-4, "tolerance": 2e-4}}
+    assert settings_text({"settings": settings, "trial": kept}) == \
+        "final (trial 0's settings, the default kept over trial 3): arch=medvcnn@28 lr=0.003"
     assert settings_text({"settings": settings, "trial": {"final": True, "from_trial": None}}) == \
         "final: arch=medvcnn@28 lr=0.003"
     assert settings_text({"label": "seed 1"}) == "seed 1"

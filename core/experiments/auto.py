@@ -5,14 +5,18 @@ parts. In the search (the first ``1 - FINAL_SHARE`` of it), each trial is a shor
 to the job runner; its per-epoch validation metric (metrics.jsonl) is reported to Optuna as it
 arrives, and a trial the pruner stops is cancelled like any run. The first trial is the default
 recipe. New trials start only while the search leaves room for one, each with a time limit that
-ends it with the search. Then the **final run** trains the settings of the best trial so far
-(on validation; the default recipe when none completed) alone on the machine, for the rest of
-the budget: short trials rank settings, but a model trained for minutes rather than seconds is
-what a person wants to use (measured in BENCHMARKS.md: the default recipe given the whole
-machine beat every short trial). A final run that ends at its epoch cap with its own duration
-still left is followed by another of the same settings from other initial weights (the split
-kept), up to :data:`MAX_FINALS`; then, if averaging the best runs' probabilities does better on
-validation, that ensemble is added as a member (:mod:`core.experiments.auto_ensemble`). At the
+ends it with the search. Then the **final runs** train the settings of the best trial so far
+alone on the machine, for the rest of the budget: short trials rank settings, but a model
+trained for minutes rather than seconds is what a person wants to use (measured in
+BENCHMARKS.md: the default recipe given the whole machine beat every short trial). The best
+trial replaces the default recipe's settings (trial 0's) only when it beats trial 0 on
+validation by more than one standard error of that paired difference
+(:func:`core.experiments.ensemble.paired_margin`): on a small or easy validation split a
+search picks settings by noise. The rest of the budget is shared by :data:`MIN_FINALS` final
+runs of those settings from other initial weights (the split kept), one after the other, and
+one that ends at its epoch cap with its own duration still left is followed by another, up to
+:data:`MAX_FINALS`; then, if averaging the best runs' probabilities does as well on validation,
+that ensemble is added as a member (:mod:`core.experiments.auto_ensemble`). At the
 deadline (plus a grace for the final evaluation) what still trains is cancelled. The best run,
 a final one, a trial or the ensemble, is chosen on validation only
 (:func:`core.experiments.summary.select_best`). The study lives in memory and is rebuilt from
@@ -48,6 +52,19 @@ FINAL_MAX_EPOCHS = 300
 #: At most this many final runs: when one ends at its epoch cap with time to spare, another
 #: trains the same settings from other initial weights (the same split), for an ensemble.
 MAX_FINALS = 4
+#: The final share is split evenly between this many final runs (fewer in demo mode), so that
+#: Auto can average runs trained from different initial weights (BENCHMARKS.md, Auto).
+MIN_FINALS = 2
+
+
+def final_limit(remaining_s: float, finals_done: int, min_finals: int, overhead_s: float) -> float:
+    """The time limit of the next final run: an even share of ``remaining_s`` among the final runs
+    still owed (each also costs ``overhead_s`` to start and evaluate), or all of it once
+    ``min_finals`` have run."""
+    owed = min_finals - finals_done
+    if owed <= 1:
+        return remaining_s
+    return max(0.0, (remaining_s - overhead_s * (owed - 1)) / owed)
 
 
 def max_runs(max_trials: int | None, demo_cap: int | None) -> int | None:
@@ -190,13 +207,13 @@ class AutoSearch:
     def _final_job(self, exp: Experiment, rows: list[dict[str, Any]]) -> list[tuple[dict, str]]:
         """The next final run, or [] when the finals are over.
 
-        The first trains the best trial's settings (the default's when none completed) for the
-        rest of the budget. When it ends at its epoch cap with at least its own duration left,
-        another trains the same settings from other initial weights (seed + 1, ..., the split
-        kept), up to :data:`MAX_FINALS`; :meth:`before_finish` may then average them.
+        The first trains the settings :meth:`_finals_settings` chooses for an even share of the
+        rest of the budget among :data:`MIN_FINALS` finals (:func:`final_limit`); the next ones
+        train the same settings from other initial weights (seed + 1, ..., the split kept). Past
+        :data:`MIN_FINALS`, another follows only when the last ended with at least its own
+        duration left, up to :data:`MAX_FINALS`; :meth:`before_finish` may then average them.
         """
         from core.experiments.members import member_params
-        from core.experiments.summary import select_best
         from core.limits import current_limits
 
         finals = [r for r in rows if _is_final(r)]
@@ -204,37 +221,84 @@ class AutoSearch:
             return []
         remaining = self.deadline - time.time() - self.overhead_s
         needed = self.min_train_s
+        min_finals = min(MIN_FINALS, self._max_finals())
         if finals:
             if len(finals) >= self._max_finals() or any(r.get("status") != "completed" for r in finals):
                 self.finals_over = True
                 return []
-            needed = max(needed, self._wall_seconds(finals[-1]))
-        if remaining < needed:
+            if len(finals) >= min_finals:
+                needed = max(needed, self._wall_seconds(finals[-1]))
+        limit = final_limit(remaining, len(finals), min_finals, self.overhead_s)
+        if limit < needed:
             self.finals_over = True
             return []
         if finals:
-            values, from_trial = dict(finals[0]["trial"]["params"]), finals[0]["trial"].get("from_trial")
+            first = finals[0]["trial"]
+            values, from_trial, kept = dict(first["params"]), first.get("from_trial"), first.get("default_kept")
         else:
-            # The same choice on validation that picks Auto's best run, among the search's trials.
-            best = select_best([r for r in rows if isinstance(r.get("trial"), dict) and not _is_final(r)], self.metric)
-            values = dict(best["trial"]["params"]) if best else dict(self.space["default"])
-            from_trial = best["trial"]["number"] if best else None
+            values, from_trial, kept = self._finals_settings(rows)
         seed = int(self.plan.get("seed", 0))
         cap = min(FINAL_MAX_EPOCHS, current_limits().max_epochs or FINAL_MAX_EPOCHS)
         cfg = config_for(self.space, values, exp.dataset, seed=seed + len(finals), remaining_s=remaining,
-                         data_dir=self.plan.get("data_dir"), epochs=cap, limit_s=remaining).replace(split_seed=seed)
+                         data_dir=self.plan.get("data_dir"), epochs=cap, limit_s=limit).replace(split_seed=seed)
         source = f"trial {from_trial}'s settings" if from_trial is not None else "the default recipe (no trial completed)"
-        which = f"final {len(finals) + 1}" if finals else "final"
+        if kept:
+            source += (f" (the default recipe: trial {kept['over']} beat it on validation by {kept['margin']:.5f}, "
+                       f"within one standard error, {kept['tolerance']:.5f})")
+        which = f"final {len(finals) + 1}"
         weights = f", initial weights of seed {seed + len(finals)}" if finals else ""
+        share = "for the rest of the budget" if limit >= remaining else f"for {limit / 60:.1f} of the {remaining / 60:.1f} minutes left"
         number = self.asked
         self.asked += 1
-        label = f"{which}: {source}{weights}, for the rest of the budget: {_settings_text(values)}"
+        label = f"{which}: {source}{weights}, {share}: {_settings_text(values)}"
         entry = {"label": label, "settings": values, "config": cfg.to_dict()}
         params = member_params(exp, entry, trial=number)
         params["experiment_trial"] = {"number": number, "params": values, "final": True, "from_trial": from_trial}
+        if kept:
+            params["experiment_trial"]["default_kept"] = kept
         # No Optuna trial goes with it (None): the pruner must not stop a final run.
         self.backlog.append((None, (params, f"{exp.name} · {which}"[:200])))
         return [self.backlog[0][1]]
+
+    def _finals_settings(self, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], int | None, dict[str, Any] | None]:
+        """What the final runs train: ``(settings, the trial they come from, why the default was
+        kept or None)``.
+
+        The best search trial on validation (the choice that picks Auto's best run), unless the
+        default recipe, trial 0, is within one standard error of it on validation: then trial 0's.
+        """
+        from core.experiments.summary import select_best
+
+        trials = [r for r in rows if isinstance(r.get("trial"), dict) and not _is_final(r)]
+        best = select_best(trials, self.metric)
+        if best is None:
+            return dict(self.space["default"]), None, None
+        default = next((r for r in trials if r["trial"].get("number") == 0 and r.get("status") == "completed"), None)
+        if default is None or default["run_id"] == best["run_id"]:
+            return dict(best["trial"]["params"]), best["trial"]["number"], None
+        margin, tolerance = self._margin(best["run_id"], default["run_id"])
+        if margin is None or margin > tolerance:
+            return dict(best["trial"]["params"]), best["trial"]["number"], None
+        logger.info("Auto: trial %s beat the default on validation by %.5f, within its standard error %.5f; "
+                    "the final runs train the default recipe", best["trial"]["number"], margin, tolerance)
+        kept = {"over": best["trial"]["number"], "margin": round(margin, 6), "tolerance": round(tolerance, 6)}
+        return dict(default["trial"]["params"]), 0, kept
+
+    def _margin(self, better_id: str, other_id: str) -> tuple[float | None, float]:
+        """:func:`core.experiments.ensemble.paired_margin` of two runs' saved validation
+        probabilities; ``(None, 0.0)`` when either is missing or they are of other splits."""
+        from core.experiments.ensemble import paired_margin
+
+        try:
+            a, b = self.store.get(better_id).predictions(), self.store.get(other_id).predictions()
+            task = self.store.get(better_id).meta().get("task") or "multi-class"
+        except (StudioError, OSError, ValueError):
+            return None, 0.0
+        if a is None or b is None or "val_scores" not in a or "val_scores" not in b:
+            return None, 0.0
+        if a["val_labels"].shape != b["val_labels"].shape or not (a["val_labels"] == b["val_labels"]).all():
+            return None, 0.0
+        return paired_margin(a["val_scores"], b["val_scores"], a["val_labels"], task, self.metric)
 
     def _max_finals(self) -> int:
         from core.limits import current_limits

@@ -207,22 +207,46 @@ def ensemble_within_noise(val_scores: Sequence[np.ndarray], labels: np.ndarray, 
     y = _label_matrix(labels, task, val_scores[0].shape[1])
     means = [np.mean(np.stack(val_scores[:k]), axis=0) for k in range(1, top + 1)]
     fast = _auc if metric == "val_auc" else _acc
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
+    draws = _draws(len(y), n_boot, seed)
     for k in range(top, best_k, -1):
-        full = fast(means[best_k - 1], y, task) - fast(means[k - 1], y, task)
-        diffs = [a - b for i in draws
-                 if (a := fast(means[best_k - 1][i], y[i], task)) is not None
-                 and (b := fast(means[k - 1][i], y[i], task)) is not None]
-        if full is None or len(diffs) < n_boot // 2:
-            continue  # the metric is undefined on most resamples: no noise estimate
-        tolerance = float(np.std(diffs))
-        if full <= tolerance:
+        full, tolerance = _paired(means[best_k - 1], means[k - 1], y, task, fast, draws)
+        if full is not None and full <= tolerance:
             from core.evaluate import evaluate_predictions
 
             key = "auc" if metric == "val_auc" else "acc"
             return k, evaluate_predictions(means[k - 1], labels, task).get(key), tolerance
     return best_k, best_score, 0.0
+
+
+def paired_margin(first: np.ndarray, second: np.ndarray, labels: np.ndarray, task: str, metric: str = "val_auc",
+                  n_boot: int = N_BOOT, seed: int = 0) -> tuple[float | None, float]:
+    """How much better ``first``'s validation probabilities score than ``second``'s, and the
+    noise of that difference: ``(margin, one standard error)``.
+
+    The margin is ``metric`` (``val_auc`` or ``val_acc``) of the first less that of the second on
+    the whole split; the standard error is the spread of that paired difference over ``n_boot``
+    resamples of the validation images (seeded, as in :func:`ensemble_within_noise`). ``(None,
+    0.0)`` when the metric is undefined on the split or on most resamples.
+    """
+    y = _label_matrix(labels, task, first.shape[1])
+    fast = _auc if metric == "val_auc" else _acc
+    return _paired(first, second, y, task, fast, _draws(len(y), n_boot, seed))
+
+
+def _draws(n: int, n_boot: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n) for _ in range(n_boot)]
+
+
+def _paired(first: np.ndarray, second: np.ndarray, y: np.ndarray, task: str, fast: Any,
+            draws: list[np.ndarray]) -> tuple[float | None, float]:
+    """``(fast(first) - fast(second), the std of that difference over the resamples draws)``."""
+    whole = fast(first, y, task), fast(second, y, task)
+    diffs = [u - v for i in draws if (u := fast(first[i], y[i], task)) is not None
+             and (v := fast(second[i], y[i], task)) is not None]
+    if None in whole or len(diffs) < len(draws) // 2:
+        return None, 0.0
+    return whole[0] - whole[1], float(np.std(diffs))
 
 
 def _label_matrix(labels: np.ndarray, task: str, k: int) -> np.ndarray:
