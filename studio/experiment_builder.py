@@ -163,10 +163,12 @@ def describe_estimate(exp, est: dict[str, Any]) -> None:
         bound = max_runs(exp.plan.get("max_trials"), ui.limits().max_experiment_runs)
         c1.metric("Runs it will start", f"at most {bound}" if bound else "as many as fit")
         c2.metric("Time", f"{exp.plan['minutes']:g} min")
-        st.caption("Trials start while the first half of the budget leaves room for one; then a final run trains "
-                   "the best trial's settings for the rest (again from other starting weights while time is "
-                   "left), and the best runs are averaged when that does better on the held-back images. What "
-                   "still trains at the end gets a short grace to finish its evaluation, then is stopped.")
+        st.caption("Trials start while the first half of the budget leaves room for one. Then two final runs "
+                   "share the rest, from different starting weights (more while time is left): they train the "
+                   "recommended recipe, or the best trial's settings when it beat the recipe on the held-back "
+                   "images by more than chance would explain. The best runs are averaged when that does as well "
+                   "on the held-back images. What still trains at the end gets a short grace to finish its "
+                   "evaluation, then is stopped.")
         return
     c1.metric("Runs it will start", est["runs"])
     c2.metric("Estimated time", ui.fmt_estimate(est["seconds"]))

@@ -109,6 +109,37 @@ def test_a_steadier_average_within_the_noise_is_preferred():
     assert (k, tolerance) == (1, 0.0) and score == pytest.approx(scores[0])
 
 
+def test_an_average_within_the_auc_noise_but_below_on_accuracy_is_not_kept():
+    from core.experiments.ensemble import ensemble_within_noise, paired_margin
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    runs = []
+    for _ in range(2):
+        logits = rng.normal(0, 1, (600, 3))
+        logits[np.arange(600), labels] += 2
+        runs.append(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+    pair = (runs[0] + runs[1]) / 2
+    # A third run that agrees with the pair but for two things: it is sure of the right class on
+    # 100 images the pair already gets right (a little more AUC) and picks the runner-up on the
+    # 15 closest calls (accuracy lost): the saturated-AUC case of bloodmnist.
+    order = np.argsort(pair, axis=1)
+    right = np.flatnonzero(order[:, -1] == labels)
+    closest = right[np.argsort((np.sort(pair, 1)[:, -1] - np.sort(pair, 1)[:, -2])[right])]
+    third = pair.copy()
+    third[closest[:15]] = np.eye(3)[order[closest[:15], -2]]
+    third[closest[15:115]] = np.eye(3)[labels[closest[15:115]]]
+    runs.append(third)
+    ev = [evaluate_predictions(np.mean(runs[:k], 0), labels, "multi-class") for k in (1, 2, 3)]
+    assert best_ensemble_size(runs, labels, "multi-class", "val_auc")[0] == 3  # the best AUC, by a hair
+    assert 0 < ev[2]["auc"] - ev[1]["auc"] < 0.001 and ev[1]["acc"] - ev[2]["acc"] == pytest.approx(0.025)
+    acc_gap, acc_noise = paired_margin(np.mean(runs[:2], 0), np.mean(runs, 0), labels, "multi-class", "val_acc")
+    assert acc_gap == pytest.approx(0.025) and acc_gap > acc_noise > 0
+    k, score, tolerance = ensemble_within_noise(runs, labels, "multi-class", "val_auc")
+    assert k == 2 and score == pytest.approx(ev[1]["auc"])
+    assert ev[2]["auc"] - score <= tolerance == pytest.approx(0.000765, abs=1e-5)
+
+
 def test_select_best_keeps_an_ensemble_within_its_tolerance():
     from core.experiments import select_best
 

@@ -3,9 +3,10 @@
 The completed members (trials and final runs) of the best run's image size, ranked by the
 validation metric as :func:`core.experiments.summary.select_best` ranks them, are averaged in
 prefixes (the best 2, the best 3, ...) using the validation probabilities each run saved;
-:func:`core.experiments.ensemble.ensemble_within_noise` keeps the prefix with the best
-validation score, or a longer one whose deficit is within one standard error of that paired
-difference (the steadier choice on a small validation split). If that is more than one run, the
+:func:`core.experiments.ensemble.ensemble_within_noise` keeps the longest prefix whose
+validation deficit is within one standard error of the paired difference on both metrics,
+against the best prefix on each (the steadier choice on a small validation split, and not one
+that loses accuracy where the AUC is saturated), or else the prefix with the best score. If that is more than one run, the
 ensemble becomes a member run of the experiment
 (:func:`core.experiments.ensemble.create_ensemble_run`); its ``experiment_trial.tolerance``
 records that standard error, and :func:`core.experiments.summary.select_best` keeps it over a
