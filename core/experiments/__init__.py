@@ -15,7 +15,7 @@ best model in a wall-clock budget, Optuna TPE + successive halving, chosen on va
 """
 
 from core.experiments.ablations import STUDIES, Study, Variant, study_for
-from core.experiments.auto import parameter_importances
+from core.experiments.auto_study import parameter_importances
 from core.experiments.driver import (
     cancel_experiment,
     create_experiment,

@@ -32,6 +32,7 @@ from typing import Any
 
 from core.errors import StudioError
 from core.experiments.record import Experiment, ExperimentBook, parse_time
+from core.experiments.auto_study import study_from_runs
 from core.experiments.space import config_for, distributions, size_space
 
 logger = logging.getLogger(__name__)
@@ -73,54 +74,6 @@ def max_runs(max_trials: int | None, demo_cap: int | None) -> int | None:
     if demo_cap is not None:
         return min(max_trials + 2, demo_cap) if max_trials else demo_cap
     return max_trials + MAX_FINALS + 1 if max_trials else None
-
-
-def study_from_runs(exp: Experiment, rows: list[dict[str, Any]]):
-    """An Optuna study holding every finished trial of ``exp`` (for importances and resuming)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = exp.plan.get("space")
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=exp.plan.get("seed", 0)),
-                                pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
-    if not space:
-        return study
-    dists = distributions(space)
-    for row in rows:
-        trial = row.get("trial") or {}
-        values = trial.get("params") if isinstance(trial, dict) else None
-        if not isinstance(values, dict) or set(values) != set(dists):
-            continue
-        if row.get("status") == "completed" and row.get("score") is not None:
-            state, value = optuna.trial.TrialState.COMPLETE, float(row["score"])
-        elif row.get("status") == "cancelled":
-            state, value = optuna.trial.TrialState.PRUNED, None
-        elif row.get("status") in ("failed", "interrupted"):
-            state, value = optuna.trial.TrialState.FAIL, None
-        else:
-            continue
-        try:
-            study.add_trial(optuna.trial.create_trial(params=values, distributions=dists, value=value, state=state))
-        except ValueError:  # a value outside the space (a hand-edited params.json): left out
-            continue
-    return study
-
-
-def parameter_importances(store: Any, exp: Experiment) -> dict[str, float]:
-    """Which settings mattered (Optuna's fANOVA importances over completed trials); ``{}`` with
-    fewer than two completed trials or when they do not differ."""
-    import optuna
-
-    from core.experiments.summary import leaderboard
-
-    study = study_from_runs(exp, leaderboard(store, exp, live=False))
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(done) < 2 or len({t.value for t in done}) < 2:
-        return {}
-    try:
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
-    except (RuntimeError, ValueError, ZeroDivisionError):  # a single distinct value of every setting
-        return {}
 
 
 class AutoSearch:
