@@ -1,8 +1,9 @@
 """The Optuna study of an Auto experiment, rebuilt from its member runs.
 
-Nothing but the runs is kept: each pass of the driver, and each look at Optuna's parameter
-importances on the Experiments page or ``python -m core experiment ID``, makes the study anew
-from the trials' ``params.json`` (their settings) and leaderboard rows (their scores).
+Nothing but the runs is kept: the driver makes the study anew when it starts or resumes an
+Auto experiment (then keeps it in memory, telling it each trial's end), and each look at
+Optuna's parameter importances on the Experiments page or ``python -m core experiment ID``
+makes it from the trials' ``params.json`` (their settings) and leaderboard rows (their scores).
 """
 
 from __future__ import annotations
